@@ -1,0 +1,144 @@
+using System.Reflection;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+
+namespace SockTrace.Agent.Bpf;
+
+/// <summary>
+/// One BPF object through its lifecycle: <see cref="Open"/> parses the ELF, the configure
+/// calls (<see cref="SetConfig{T}"/>, <see cref="SetMaxEntries"/>, <see cref="SetAutoload"/>)
+/// are valid until <see cref="Load"/>, and <see cref="Attach"/> is valid after it.
+/// </summary>
+internal sealed unsafe class BpfObject : IDisposable
+{
+    private readonly BpfObjectHandle _handle;
+    private bool _loaded;
+
+    private BpfObject(BpfObjectHandle handle, string name)
+    {
+        _handle = handle;
+        Name = name;
+    }
+
+    public string Name { get; }
+
+    /// <summary>Opens an object embedded in this assembly as "bpf/NAME.bpf.o".</summary>
+    public static BpfObject OpenEmbedded(string name)
+    {
+        string resource = $"bpf/{name}.bpf.o";
+        // Embedded resources are mapped with the assembly image and never move, so
+        // libbpf may parse the ELF in place for as long as the process lives.
+        var stream = typeof(BpfObject).Assembly.GetManifestResourceStream(resource) as UnmanagedMemoryStream
+            ?? throw new InvalidOperationException($"BPF object {resource} is not embedded in {typeof(BpfObject).Assembly.GetName().Name}");
+        return Open(name, stream.PositionPointer, (nuint)stream.Length);
+    }
+
+    private static BpfObject Open(string name, byte* elf, nuint size)
+    {
+        byte[] objectName = [.. System.Text.Encoding.UTF8.GetBytes(name), 0];
+        fixed (byte* namePtr = objectName)
+        {
+            var opts = (Interop.Libbpf.BpfObjectOpenOpts*)NativeMemory.AllocZeroed((nuint)sizeof(Interop.Libbpf.BpfObjectOpenOpts));
+            opts->sz = (nuint)sizeof(Interop.Libbpf.BpfObjectOpenOpts);
+            opts->object_name = namePtr;
+            var handle = new BpfObjectHandle();
+            nint obj = LibbpfLog.Capture(() => Interop.Libbpf.bpf_object__open_mem(elf, size, opts), out string log);
+            NativeMemory.Free(opts);
+            if (obj == 0)
+                throw new BpfException("bpf_object__open_mem", Marshal.GetLastPInvokeError(), name, log);
+            handle.Initialize(obj);
+            return new BpfObject(handle, name);
+        }
+    }
+
+    public IEnumerable<string> ProgramNames
+    {
+        get
+        {
+            var names = new List<string>();
+            for (nint p = Interop.Libbpf.bpf_object__next_program(_handle, 0); p != 0; p = Interop.Libbpf.bpf_object__next_program(_handle, p))
+                names.Add(Marshal.PtrToStringUTF8((nint)Interop.Libbpf.bpf_program__name(p))!);
+            return names;
+        }
+    }
+
+    /// <summary>Writes the object's read-only configuration (its only .rodata global).</summary>
+    public void SetConfig<T>(in T config) where T : unmanaged
+    {
+        EnsureNotLoaded();
+        nint map = FindMap(".rodata");
+        nuint size;
+        void* data = Interop.Libbpf.bpf_map__initial_value(map, &size);
+        if (data == null || size != (nuint)sizeof(T))
+            throw new InvalidOperationException($"{Name}: .rodata is {size} bytes, expected {sizeof(T)} for {typeof(T).Name}");
+        Unsafe.Write(data, config);
+    }
+
+    public void SetMaxEntries(string mapName, uint maxEntries)
+    {
+        EnsureNotLoaded();
+        int err = Interop.Libbpf.bpf_map__set_max_entries(FindMap(mapName), maxEntries);
+        if (err < 0)
+            throw new BpfException("bpf_map__set_max_entries", -err, $"{Name}/{mapName} = {maxEntries}");
+    }
+
+    public void SetAutoload(string programName, bool autoload)
+    {
+        EnsureNotLoaded();
+        int err = Interop.Libbpf.bpf_program__set_autoload(FindProgram(programName), autoload);
+        if (err < 0)
+            throw new BpfException("bpf_program__set_autoload", -err, $"{Name}/{programName}");
+    }
+
+    /// <summary>Relocates, verifies and loads every autoload program and creates the maps.</summary>
+    public void Load()
+    {
+        EnsureNotLoaded();
+        int err = LibbpfLog.Capture(() => Interop.Libbpf.bpf_object__load(_handle), out string log);
+        if (err < 0)
+            throw new BpfException("bpf_object__load", -err, Name, log);
+        _loaded = true;
+    }
+
+    /// <summary>Attaches a program the way its SEC() name says (tracepoint, tp_btf, kprobe, fentry...).</summary>
+    public BpfLinkHandle Attach(string programName)
+    {
+        if (!_loaded)
+            throw new InvalidOperationException($"{Name}: attach before load");
+        nint prog = FindProgram(programName);
+        nint link = LibbpfLog.Capture(() => Interop.Libbpf.bpf_program__attach(prog), out string log);
+        if (link == 0)
+            throw new BpfException("bpf_program__attach", Marshal.GetLastPInvokeError(), $"{Name}/{programName}", log);
+        return new BpfLinkHandle(link, _handle);
+    }
+
+    /// <summary>The map's fd, owned by this object.</summary>
+    public int MapFd(string mapName)
+    {
+        int fd = Interop.Libbpf.bpf_map__fd(FindMap(mapName));
+        if (fd < 0)
+            throw new BpfException("bpf_map__fd", -fd, $"{Name}/{mapName}");
+        return fd;
+    }
+
+    private nint FindMap(string mapName)
+    {
+        nint map = Interop.Libbpf.bpf_object__find_map_by_name(_handle, mapName);
+        return map != 0 ? map : throw new InvalidOperationException($"{Name}: no map named {mapName}");
+    }
+
+    private nint FindProgram(string programName)
+    {
+        nint prog = Interop.Libbpf.bpf_object__find_program_by_name(_handle, programName);
+        return prog != 0 ? prog : throw new InvalidOperationException($"{Name}: no program named {programName}");
+    }
+
+    private void EnsureNotLoaded()
+    {
+        if (_loaded)
+            throw new InvalidOperationException($"{Name}: already loaded");
+    }
+
+    /// <summary>Closes the object; links still alive keep it open until they are destroyed.</summary>
+    public void Dispose() => _handle.Dispose();
+}

@@ -1,0 +1,89 @@
+using System.Runtime.InteropServices;
+
+namespace SockTrace.Agent.Bpf;
+
+/// <summary>libbpf's C API, declared as libbpf.h declares it (libbpf 1.x semantics:
+/// pointer-returning calls return NULL and set errno, int-returning calls return -errno).</summary>
+internal static unsafe partial class Interop
+{
+    internal static partial class Libbpf
+    {
+        internal const string Library = "libbpf.so.1";
+
+        /// <summary>struct bpf_object_open_opts (libbpf.h); sz must hold the size we pass.</summary>
+        [StructLayout(LayoutKind.Sequential)]
+        internal struct BpfObjectOpenOpts
+        {
+            public nuint sz;
+            public byte* object_name;
+            public byte relaxed_maps;
+            public byte* pin_root_path;
+            public uint attach_prog_fd_removed;
+            public byte* kconfig;
+            public byte* btf_custom_path;
+            public byte* kernel_log_buf;
+            public nuint kernel_log_size;
+            public uint kernel_log_level;
+        }
+
+        [LibraryImport(Library, SetLastError = true)]
+        internal static partial nint bpf_object__open_mem(void* objBuf, nuint objBufSize, BpfObjectOpenOpts* opts);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_object__load(BpfObjectHandle obj);
+
+        [LibraryImport(Library)]
+        internal static partial void bpf_object__close(nint obj);
+
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+        internal static partial nint bpf_object__find_program_by_name(BpfObjectHandle obj, string name);
+
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+        internal static partial nint bpf_object__find_map_by_name(BpfObjectHandle obj, string name);
+
+        [LibraryImport(Library)]
+        internal static partial nint bpf_object__next_program(BpfObjectHandle obj, nint prev);
+
+        [LibraryImport(Library)]
+        internal static partial byte* bpf_program__name(nint prog);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_program__set_autoload(nint prog, [MarshalAs(UnmanagedType.U1)] bool autoload);
+
+        [LibraryImport(Library, SetLastError = true)]
+        internal static partial nint bpf_program__attach(nint prog);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_link__destroy(nint link);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_map__fd(nint map);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
+
+        [LibraryImport(Library)]
+        internal static partial void* bpf_map__initial_value(nint map, nuint* size);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_map_lookup_elem(int fd, void* key, void* value);
+
+        [LibraryImport(Library)]
+        internal static partial int libbpf_num_possible_cpus();
+
+        [LibraryImport(Library)]
+        internal static partial nint libbpf_set_print(delegate* unmanaged<int, byte*, nint, int> fn);
+
+        [LibraryImport(Library, SetLastError = true)]
+        internal static partial nint ring_buffer__new(int mapFd, delegate* unmanaged<nint, void*, nuint, int> sampleCb, nint ctx, nint opts);
+
+        [LibraryImport(Library)]
+        internal static partial int ring_buffer__poll(RingBufferHandle rb, int timeoutMs);
+
+        [LibraryImport(Library)]
+        internal static partial int ring_buffer__consume(RingBufferHandle rb);
+
+        [LibraryImport(Library)]
+        internal static partial void ring_buffer__free(nint rb);
+    }
+}

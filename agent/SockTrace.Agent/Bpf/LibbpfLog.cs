@@ -1,0 +1,57 @@
+using System.Runtime.InteropServices;
+using System.Text;
+using Microsoft.Extensions.Logging;
+
+namespace SockTrace.Agent.Bpf;
+
+/// <summary>
+/// Routes libbpf's printf-style log into ILogger, and lets one call capture what libbpf
+/// said while it ran (the verifier log arrives this way), so a failure can carry it.
+/// libbpf's print hook is process-wide; the last installed logger wins.
+/// </summary>
+internal static unsafe class LibbpfLog
+{
+    private static ILogger? s_logger;
+
+    [ThreadStatic]
+    private static StringBuilder? t_capture;
+
+    public static void Install(ILogger logger)
+    {
+        s_logger = logger;
+        Interop.Libbpf.libbpf_set_print(&Print);
+    }
+
+    /// <summary>Runs <paramref name="call"/> and returns what libbpf logged on this thread meanwhile.</summary>
+    public static T Capture<T>(Func<T> call, out string log)
+    {
+        var previous = t_capture;
+        t_capture = new StringBuilder();
+        try
+        {
+            return call();
+        }
+        finally
+        {
+            log = t_capture.ToString();
+            t_capture = previous;
+        }
+    }
+
+    [UnmanagedCallersOnly]
+    private static int Print(int level, byte* format, nint args)
+    {
+        // enum libbpf_print_level: LIBBPF_WARN = 0, LIBBPF_INFO = 1, LIBBPF_DEBUG = 2.
+        const int bufferSize = 4096;
+        byte* buffer = stackalloc byte[bufferSize];
+        int n = Interop.Libc.vsnprintf(buffer, bufferSize, format, args);
+        if (n <= 0)
+            return 0;
+        string message = Encoding.UTF8.GetString(buffer, Math.Min(n, bufferSize - 1)).TrimEnd('\n');
+        t_capture?.AppendLine(message);
+        var logLevel = level switch { 0 => LogLevel.Warning, 1 => LogLevel.Debug, _ => LogLevel.Trace };
+        if (s_logger is { } logger && logger.IsEnabled(logLevel))
+            logger.Log(logLevel, new EventId(100, "Libbpf"), "libbpf: {Message}", message);
+        return 0;
+    }
+}

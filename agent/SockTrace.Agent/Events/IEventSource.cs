@@ -1,0 +1,17 @@
+namespace SockTrace.Agent.Events;
+
+/// <summary>Something that produces records into a sink: the kernel's BPF programs, or a model.</summary>
+public interface IEventSource : IDisposable
+{
+    /// <summary>What is attached, one entry per hook.</summary>
+    IReadOnlyList<ProbeInfo> Probes { get; }
+
+    /// <summary>Records lost before they reached the sink (ring buffer full).</summary>
+    ulong RecordsDropped { get; }
+
+    /// <summary>Raised, on any thread, when the source stops producing because of an error.</summary>
+    event Action<Exception>? Faulted;
+
+    /// <summary>Starts delivering records to the sink given at construction.</summary>
+    void Start();
+}

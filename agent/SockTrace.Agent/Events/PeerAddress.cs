@@ -1,0 +1,35 @@
+namespace SockTrace.Agent.Events;
+
+public enum PeerClass : byte
+{
+    Loopback,
+    Remote,
+}
+
+public static class PeerAddress
+{
+    private const ushort AfInet = 2;
+    private const ushort AfInet6 = 10;
+
+    /// <summary>Loopback: 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6.</summary>
+    public static PeerClass Classify(ushort family, ReadOnlySpan<byte> addr)
+    {
+        if (family == AfInet)
+            return addr[0] == 127 ? PeerClass.Loopback : PeerClass.Remote;
+        if (family == AfInet6)
+        {
+            if (addr[..15].IndexOfAnyExcept((byte)0) < 0 && addr[15] == 1)
+                return PeerClass.Loopback;
+            bool v4Mapped = addr[..10].IndexOfAnyExcept((byte)0) < 0 && addr[10] == 0xff && addr[11] == 0xff;
+            if (v4Mapped && addr[12] == 127)
+                return PeerClass.Loopback;
+        }
+        return PeerClass.Remote;
+    }
+
+    public static string Label(PeerClass peer) => peer switch
+    {
+        PeerClass.Loopback => "loopback",
+        _ => "remote",
+    };
+}

@@ -1,0 +1,79 @@
+using System.Text;
+
+namespace SockTrace.Agent.Hosting;
+
+public enum AgentCommand
+{
+    Run,
+    Help,
+}
+
+/// <summary>
+/// Parses the command line strictly: an unknown flag is an error, not silently ignored
+/// (a typo in a DaemonSet's args must not run the agent with defaults).
+/// </summary>
+public sealed record AgentCommandLine(AgentCommand Command, IReadOnlyDictionary<string, string?> Settings, string? ConfigFile)
+{
+    public static AgentCommandLine Parse(IReadOnlyList<string> args)
+    {
+        var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        string? configFile = null;
+        for (int i = 0; i < args.Count; i++)
+        {
+            string arg = args[i];
+            if (arg is "-h" or "--help" or "help")
+                return new AgentCommandLine(AgentCommand.Help, settings, null);
+            string name = arg, value;
+            int eq = arg.IndexOf('=');
+            if (eq > 0)
+            {
+                name = arg[..eq];
+                value = arg[(eq + 1)..];
+            }
+            else if (i + 1 < args.Count)
+            {
+                value = args[++i];
+            }
+            else
+            {
+                throw Usage($"{arg} needs a value");
+            }
+            var setting = AgentSettings.All.FirstOrDefault(s => s.Flag == name)
+                ?? throw Usage($"unknown argument '{name}'");
+            if (setting == AgentSettings.ConfigFile)
+                configFile = value;
+            else
+                settings[setting.ConfigKey] = value;
+        }
+        return new AgentCommandLine(AgentCommand.Run, settings, configFile);
+    }
+
+    /// <summary>The SOCKTRACE_* variables of the environment, as configuration keys.</summary>
+    public static Dictionary<string, string?> FromEnvironment(out string? configFile)
+    {
+        var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
+        configFile = Environment.GetEnvironmentVariable(AgentSettings.ConfigFile.EnvironmentVariable);
+        foreach (var setting in AgentSettings.All)
+        {
+            if (setting != AgentSettings.ConfigFile && Environment.GetEnvironmentVariable(setting.EnvironmentVariable) is { } value)
+                settings[setting.ConfigKey] = value;
+        }
+        return settings;
+    }
+
+    public static string HelpText()
+    {
+        var text = new StringBuilder();
+        text.AppendLine("socktrace: accept latency, fd races and receive paths from eBPF, as Prometheus metrics.");
+        text.AppendLine();
+        text.AppendLine("usage: socktrace [--flag value]...");
+        text.AppendLine();
+        foreach (var s in AgentSettings.All)
+            text.AppendLine($"  {s.Flag,-22}{s.Help}\n  {"",-22}env {s.EnvironmentVariable}");
+        text.AppendLine();
+        text.Append("Precedence: flags, then environment, then --config file, then appsettings.json.");
+        return text.ToString();
+    }
+
+    private static StartupException Usage(string message) => new(ExitCodes.Usage, message + " (see socktrace --help)");
+}

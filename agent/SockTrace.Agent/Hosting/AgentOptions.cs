@@ -1,0 +1,48 @@
+using System.Globalization;
+using System.Numerics;
+using Microsoft.Extensions.Configuration;
+using SockTrace.Agent.Bpf;
+
+namespace SockTrace.Agent.Hosting;
+
+/// <summary>The agent's validated settings.</summary>
+public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval)
+{
+    public const string DefaultUrls = "http://0.0.0.0:9464";
+    public static readonly string[] AttachModes = ["auto", "tracepoint"];
+
+    public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval);
+
+    /// <summary>Reads and validates; a bad value is a <see cref="StartupException"/> naming the setting.</summary>
+    public static AgentOptions From(IConfiguration config)
+    {
+        string mode = (config[AgentSettings.AttachMode.ConfigKey] ?? "auto").ToLowerInvariant();
+        if (!AttachModes.Contains(mode))
+            throw Invalid(AgentSettings.AttachMode, mode, $"must be one of {string.Join(", ", AttachModes)}");
+
+        uint ring = ParseUInt(config, AgentSettings.RingBufferBytes, 4u << 20);
+        // The kernel requires a power-of-two multiple of the page size (kernel/bpf/ringbuf.c).
+        if (ring < Environment.SystemPageSize || ring > (1u << 30) || !BitOperations.IsPow2(ring))
+            throw Invalid(AgentSettings.RingBufferBytes, ring.ToString(CultureInfo.InvariantCulture),
+                $"must be a power of two from {Environment.SystemPageSize} to {1u << 30}");
+
+        uint poll = ParseUInt(config, AgentSettings.PollIntervalMs, 100);
+        if (poll is < 1 or > 10_000)
+            throw Invalid(AgentSettings.PollIntervalMs, poll.ToString(CultureInfo.InvariantCulture), "must be from 1 to 10000");
+
+        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll));
+    }
+
+    private static uint ParseUInt(IConfiguration config, AgentSetting setting, uint fallback)
+    {
+        string? text = config[setting.ConfigKey];
+        if (text is null)
+            return fallback;
+        return uint.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out uint value)
+            ? value
+            : throw Invalid(setting, text, "must be a whole number");
+    }
+
+    private static StartupException Invalid(AgentSetting setting, string value, string rule) =>
+        new(ExitCodes.Usage, $"invalid {setting.Flag} ({setting.EnvironmentVariable}, {setting.ConfigKey}) value '{value}': {rule}");
+}

@@ -1,0 +1,62 @@
+using SockTrace.Agent.Bpf;
+using SockTrace.Agent.Events;
+using SockTrace.Agent.Metrics;
+
+namespace SockTrace.Agent.Hosting;
+
+/// <summary>
+/// Loads and attaches in StartAsync, so a failure stops start-up with its reason instead of
+/// leaving a running process that observes nothing; a failure later stops the host.
+/// </summary>
+public sealed partial class AgentService(
+    AgentOptions options,
+    AcceptMetrics acceptMetrics,
+    AgentMetrics agentMetrics,
+    IHostApplicationLifetime lifetime,
+    ILoggerFactory loggerFactory) : IHostedService
+{
+    private readonly ILogger _logger = loggerFactory.CreateLogger<AgentService>();
+    private IEventSource? _source;
+    private volatile bool _faulted;
+
+    /// <summary>True while records flow; /healthz reports it.</summary>
+    public bool Healthy => _source is not null && !_faulted;
+
+    public Task StartAsync(CancellationToken cancellationToken)
+    {
+        LibbpfLog.Install(loggerFactory.CreateLogger("SockTrace.Libbpf"));
+        KernelPreflight.Run();
+        var decoder = new RecordDecoder(acceptMetrics);
+        var source = new KernelEventSource(decoder, options.KernelSource, _logger);
+        source.Faulted += OnFaulted;
+        agentMetrics.Observe(source, decoder);
+        source.Start();
+        _source = source;
+        LogStarted(options.RingBufferBytes, (int)options.PollInterval.TotalMilliseconds);
+        return Task.CompletedTask;
+    }
+
+    public Task StopAsync(CancellationToken cancellationToken)
+    {
+        _source?.Dispose();
+        LogStopped();
+        return Task.CompletedTask;
+    }
+
+    private void OnFaulted(Exception ex)
+    {
+        _faulted = true;
+        LogFaulted(ex);
+        Environment.ExitCode = ExitCodes.Failure;
+        lifetime.StopApplication();
+    }
+
+    [LoggerMessage(EventId = 1, Level = LogLevel.Information, Message = "Observing: ring buffer {RingBytes} bytes, poll interval {PollMs} ms")]
+    private partial void LogStarted(uint ringBytes, int pollMs);
+
+    [LoggerMessage(EventId = 2, Level = LogLevel.Information, Message = "Detached all hooks")]
+    private partial void LogStopped();
+
+    [LoggerMessage(EventId = 3, Level = LogLevel.Critical, Message = "Record source failed; stopping")]
+    private partial void LogFaulted(Exception ex);
+}

@@ -1,0 +1,20 @@
+namespace SockTrace.Agent.Hosting;
+
+/// <summary>Every setting the agent takes, and the three names it goes by.</summary>
+public sealed record AgentSetting(string Flag, string EnvironmentVariable, string ConfigKey, string Help);
+
+public static class AgentSettings
+{
+    public static readonly AgentSetting Urls = new("--urls", "SOCKTRACE_URLS", "urls",
+        $"where /metrics and /healthz are served (default {AgentOptions.DefaultUrls})");
+    public static readonly AgentSetting AttachMode = new("--attach-mode", "SOCKTRACE_ATTACH_MODE", "SockTrace:AttachMode",
+        "auto | tracepoint: how hooks attach (default auto)");
+    public static readonly AgentSetting RingBufferBytes = new("--ring-buffer-bytes", "SOCKTRACE_RING_BUFFER_BYTES", "SockTrace:RingBufferBytes",
+        "size of the kernel-to-agent ring buffer, a power of two (default 4194304)");
+    public static readonly AgentSetting PollIntervalMs = new("--poll-interval-ms", "SOCKTRACE_POLL_INTERVAL_MS", "SockTrace:PollIntervalMs",
+        "longest time records wait in the ring before the agent reads them (default 100)");
+    public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
+        "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
+
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, ConfigFile];
+}

@@ -1,0 +1,48 @@
+using System.Diagnostics.Metrics;
+using SockTrace.Agent.Events;
+
+namespace SockTrace.Agent.Metrics;
+
+/// <summary>Turns accept records into the accept counters and histograms.</summary>
+public sealed class AcceptMetrics : IAcceptHandler
+{
+    private const double NsPerSecond = 1e9;
+    private readonly AcceptLabels _labels = new();
+    private readonly Counter<long> _accepts;
+    private readonly Counter<long> _errors;
+    private readonly Histogram<double> _duration;
+    private readonly Histogram<double> _queueWait;
+
+    public AcceptMetrics(IMeterFactory meterFactory)
+    {
+        var meter = meterFactory.Create(SockTraceMeter.Name);
+        var buckets = new InstrumentAdvice<double> { HistogramBucketBoundaries = SockTraceMeter.LatencyBuckets };
+        _accepts = meter.CreateCounter<long>("socktrace.accepts",
+            description: "Successful accept()/accept4() calls, by listening port, accepting process and peer.");
+        _errors = meter.CreateCounter<long>("socktrace.accept.errors",
+            description: "Failed accept()/accept4() calls, by listening port, accepting process and errno.");
+        _duration = meter.CreateHistogram("socktrace.accept.duration", "s",
+            "Time from accept()/accept4() entry to return.", advice: buckets);
+        _queueWait = meter.CreateHistogram("socktrace.accept.queue_wait", "s",
+            "Time an established connection waited in the listen queue before accept returned it.", advice: buckets);
+    }
+
+    public void OnAccept(in AcceptRecord r)
+    {
+        AcceptLabels.Entry labels;
+        if (r.Ret >= 0)
+        {
+            labels = _labels.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr));
+            _accepts.Add(1, labels.Tags);
+            if (r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs && _queueWait.Enabled)
+                _queueWait.Record((r.ExitNs - r.EstablishedNs) / NsPerSecond, labels.PortComm);
+        }
+        else
+        {
+            labels = _labels.Failed(in r, -r.Ret);
+            _errors.Add(1, labels.Tags);
+        }
+        if (_duration.Enabled)
+            _duration.Record((r.ExitNs - r.EnterNs) / NsPerSecond, labels.PortComm);
+    }
+}

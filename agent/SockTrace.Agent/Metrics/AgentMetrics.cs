@@ -1,0 +1,59 @@
+using System.Diagnostics.Metrics;
+using System.Reflection;
+using SockTrace.Agent.Events;
+
+namespace SockTrace.Agent.Metrics;
+
+/// <summary>
+/// The agent's own health: records by type, records lost, what is attached, the build.
+/// Read at scrape time from the running source and decoder.
+/// </summary>
+public sealed class AgentMetrics
+{
+    private static readonly string[] RecordTypeNames = ["invalid", "accept"];
+    private volatile IEventSource? _source;
+    private volatile RecordDecoder? _decoder;
+
+    public AgentMetrics(IMeterFactory meterFactory)
+    {
+        var meter = meterFactory.Create(SockTraceMeter.Name);
+        meter.CreateObservableCounter("socktrace.events", ObserveEvents,
+            description: "Records received from the kernel, by type; type=\"invalid\" counts malformed records that were rejected.");
+        meter.CreateObservableCounter("socktrace.ringbuf.drops", ObserveDrops,
+            description: "Records lost because the ring buffer was full (counted in the kernel).");
+        meter.CreateObservableGauge("socktrace.probe.info", ObserveProbes,
+            description: "1 for each attached hook, labelled with the attach mode it uses.");
+        string version = typeof(AgentMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
+        meter.CreateObservableGauge("socktrace.build.info", () => new Measurement<int>(1, new KeyValuePair<string, object?>("version", version)),
+            description: "1, labelled with the agent's version.");
+    }
+
+    public void Observe(IEventSource source, RecordDecoder decoder)
+    {
+        _decoder = decoder;
+        _source = source;
+    }
+
+    private IEnumerable<Measurement<long>> ObserveEvents()
+    {
+        if (_decoder is not { } decoder)
+            yield break;
+        yield return new(decoder.Invalid, new KeyValuePair<string, object?>("type", RecordTypeNames[0]));
+        for (uint type = 1; type < RecordTypes.Count; type++)
+            yield return new(decoder.Decoded(type), new KeyValuePair<string, object?>("type", RecordTypeNames[type]));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveDrops()
+    {
+        if (_source is { } source)
+            yield return new((long)source.RecordsDropped);
+    }
+
+    private IEnumerable<Measurement<int>> ObserveProbes()
+    {
+        if (_source is not { } source)
+            yield break;
+        foreach (var probe in source.Probes)
+            yield return new(1, new("hook", probe.Hook), new("mode", probe.Mode));
+    }
+}

@@ -1,0 +1,186 @@
+// SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
+/*
+ * The accept path: how long accept()/accept4() takes, how long the accepted
+ * connection sat established in the listen queue, and which errors it returned.
+ *
+ * Entry points call the shared bodies below, so that every attach mode computes
+ * the same record.
+ */
+#include "common.bpf.h"
+#include <bpf/bpf_endian.h>
+
+#define AF_INET 2
+#define AF_INET6 10
+#define S_IFMT 00170000
+#define S_IFSOCK 0140000
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+struct accept_call {
+	__u64 enter_ns;
+	__u16 lport;
+	__u16 _pad[3];
+};
+
+/* Calls in flight, by thread. LRU: a thread killed inside accept never returns. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, __u64);
+	__type(value, struct accept_call);
+} st_accept_calls SEC(".maps");
+
+/* When each not-yet-accepted child socket became ESTABLISHED, by sock address.
+ * LRU: a child that is never accepted (listener closed) is evicted, not leaked. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, __u64);
+} st_established SEC(".maps");
+
+/*
+ * current->files->fdt->fd[fd]->private_data->sk, or NULL when fd is not a socket.
+ * A socket file's private_data is its struct socket (sock_alloc_file(),
+ * net/socket.c); the inode mode check keeps other files out.
+ */
+static __always_inline struct sock *sock_of_fd(long fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+	struct socket *sock;
+	umode_t mode;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	if (!file)
+		return NULL;
+	mode = BPF_CORE_READ(file, f_inode, i_mode);
+	if ((mode & S_IFMT) != S_IFSOCK)
+		return NULL;
+	sock = BPF_CORE_READ(file, private_data);
+	return BPF_CORE_READ(sock, sk);
+}
+
+static __always_inline void accept_enter(long listen_fd)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct accept_call call = {};
+	struct sock *sk = sock_of_fd(listen_fd);
+	__u16 family;
+
+	/* Only TCP/IP listeners: accept on a UNIX socket has no port to report. */
+	if (!sk)
+		return;
+	family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	if (family != AF_INET && family != AF_INET6)
+		return;
+	call.enter_ns = bpf_ktime_get_ns();
+	call.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_ANY))
+		st_count(ST_COUNTER_PENDING_FULL);
+}
+
+static __always_inline void fill_peer(struct st_accept_record *rec, struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	__u64 *established;
+
+	rec->family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	rec->peer_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+	if (rec->family == AF_INET)
+		BPF_CORE_READ_INTO(&rec->peer_addr[0], sk, __sk_common.skc_daddr);
+	else
+		BPF_CORE_READ_INTO(&rec->peer_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+
+	established = bpf_map_lookup_elem(&st_established, &key);
+	if (established) {
+		rec->established_ns = *established;
+		bpf_map_delete_elem(&st_established, &key);
+	}
+}
+
+static __always_inline void accept_exit(long ret)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct accept_call *call = bpf_map_lookup_elem(&st_accept_calls, &id);
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct st_accept_record *rec;
+	struct sock *sk;
+
+	if (!call)
+		return;
+	rec = st_reserve(sizeof(*rec));
+	if (!rec)
+		goto out;
+	__builtin_memset(rec, 0, sizeof(*rec));
+	rec->hdr.type = ST_RECORD_ACCEPT;
+	rec->hdr.size = sizeof(*rec);
+	rec->pid = id >> 32;
+	rec->tid = (__u32)id;
+	rec->ret = ret;
+	rec->lport = call->lport;
+	rec->enter_ns = call->enter_ns;
+	rec->exit_ns = bpf_ktime_get_ns();
+	rec->cgroup_id = bpf_get_current_cgroup_id();
+	/* The process's name, not the accepting thread's ("worker-3"): bounded and stable. */
+	BPF_CORE_READ_STR_INTO(&rec->comm, task, group_leader, comm);
+	if (ret >= 0) {
+		sk = sock_of_fd(ret);
+		if (sk)
+			fill_peer(rec, sk);
+	}
+	st_submit(rec);
+out:
+	bpf_map_delete_elem(&st_accept_calls, &id);
+}
+
+/*
+ * A passive-open child is created in SYN_RECV and moves to ESTABLISHED when the
+ * handshake's final ACK is processed (tcp_rcv_state_process(), net/ipv4/tcp_input.c),
+ * just before it is queued for accept. Active opens go SYN_SENT -> ESTABLISHED and
+ * are not stamped.
+ */
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(st_tp_btf_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	__u64 key = (__u64)sk;
+	__u64 now;
+
+	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
+		return 0;
+	now = bpf_ktime_get_ns();
+	bpf_map_update_elem(&st_established, &key, &now, BPF_ANY);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept4")
+int st_tp_enter_accept4(struct trace_event_raw_sys_enter *ctx)
+{
+	accept_enter(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept4")
+int st_tp_exit_accept4(struct trace_event_raw_sys_exit *ctx)
+{
+	accept_exit(ctx->ret);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_accept")
+int st_tp_enter_accept(struct trace_event_raw_sys_enter *ctx)
+{
+	accept_enter(ctx->args[0]);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_exit_accept")
+int st_tp_exit_accept(struct trace_event_raw_sys_exit *ctx)
+{
+	accept_exit(ctx->ret);
+	return 0;
+}

@@ -1,0 +1,52 @@
+/* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
+/*
+ * The one ABI between the BPF programs and the agent: every record and key that
+ * crosses from kernel to user space. Fixed-width fields, explicit padding, no
+ * bool, enum or pointer fields, no kernel types. The C# twins live in
+ * agent/SockTrace.Agent/Events/Records.cs and a test checks sizes and offsets.
+ */
+#ifndef SOCKTRACE_H
+#define SOCKTRACE_H
+
+#define ST_COMM_LEN 16
+
+/* st_record_header.type */
+#define ST_RECORD_ACCEPT 1
+#define ST_RECORD_TYPE_COUNT 2
+
+/* Slots of the per-CPU counter array st_counters. */
+#define ST_COUNTER_RINGBUF_DROPS 0  /* bpf_ringbuf_reserve failed: record lost */
+#define ST_COUNTER_PENDING_FULL 1   /* in-flight map update failed: call not traced */
+#define ST_COUNTER_COUNT 2
+
+/* Every record starts with this header. */
+struct st_record_header {
+	__u32 type;
+	__u32 size; /* of the whole record, header included */
+};
+
+/* One accept()/accept4() call, reported at its return. */
+struct st_accept_record {
+	struct st_record_header hdr;
+	__u32 pid;            /* tgid */
+	__u32 tid;
+	__s32 ret;            /* new fd, or -errno */
+	__u16 lport;          /* listening port, host byte order; 0 when unknown */
+	__u16 family;         /* AF_INET or AF_INET6 of the accepted socket; 0 on error */
+	__u64 enter_ns;       /* CLOCK_MONOTONIC at syscall entry */
+	__u64 exit_ns;        /* CLOCK_MONOTONIC at syscall return */
+	__u64 established_ns; /* child reached ESTABLISHED; 0 when not seen */
+	__u64 cgroup_id;
+	__u8 peer_addr[16];   /* IPv4 in the first 4 bytes, or IPv6, network order */
+	__u16 peer_port;      /* host byte order; never a metric label */
+	__u16 _pad0;
+	__u32 _pad1;
+	char comm[ST_COMM_LEN];
+};
+
+/* Set between open and load through the object's .rodata (the only global there). */
+struct st_config {
+	__u64 wakeup_bytes; /* wake the reader only once this much data is pending */
+};
+
+#endif /* SOCKTRACE_H */

@@ -1,0 +1,233 @@
+#!/usr/bin/env bash
+# Runs one command inside a Debian 6.1 kernel under qemu, with this machine's
+# root file system as the guest's (read-only, plus a throwaway tmpfs overlay),
+# in the same working directory. Exits with the command's exit code.
+# See README.md beside this file.
+set -euo pipefail
+
+usage='usage: run-in-vm.sh [--nic HOSTPORT:GUESTPORT]... [--out DIR]... [--mem SIZE] [--timeout SECONDS] -- COMMAND [ARG]...'
+die() { echo "run-in-vm.sh: $*" >&2; exit 2; }
+say() { echo "socktrace-vm: $*" >&2; }
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+cache=${SOCKTRACE_VM_CACHE:-/var/cache/socktrace-vm}
+mem=4G
+timeout_s=1200
+nics=()
+outs=()
+
+while [ $# -gt 0 ]; do
+    case $1 in
+        --nic)
+            [[ ${2-} =~ ^[0-9]+:[0-9]+$ ]] || die "--nic needs HOSTPORT:GUESTPORT; $usage"
+            nics+=("$2"); shift 2 ;;
+        --out)
+            [ -n "${2-}" ] || die "--out needs a directory; $usage"
+            outs+=("$2"); shift 2 ;;
+        --mem)
+            [[ ${2-} =~ ^[0-9]+[MG]?$ ]] || die "--mem needs a size such as 4G; $usage"
+            mem=$2; shift 2 ;;
+        --timeout)
+            [[ ${2-} =~ ^[0-9]+$ ]] || die "--timeout needs whole seconds; $usage"
+            timeout_s=$2; shift 2 ;;
+        --) shift; break ;;
+        *) die "unexpected '$1'; $usage" ;;
+    esac
+done
+[ $# -gt 0 ] || die "no command given; $usage"
+# apt-get, the virtfs shares with security_model=none and the guest's root all
+# need uid 0 on the host.
+[ "$(id -u)" = 0 ] || die "must run as root (installs packages, caches the kernel in $cache, shares / into the VM)"
+
+ensure_packages() {
+    local missing=() p
+    for p in qemu-system-x86 busybox-static cpio; do
+        [ "$(dpkg-query -W -f='${db:Status-Status}' "$p" 2>/dev/null)" = installed ] || missing+=("$p")
+    done
+    [ ${#missing[@]} -eq 0 ] && return
+    say "installing ${missing[*]}"
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+}
+
+newest_kernel_pkg() {
+    # The plain -amd64 flavour: -rt and -cloud lack drivers or behave differently.
+    apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -n 1
+}
+
+# Prints the directory holding the unpacked kernel package.
+kernel_dir() {
+    local pkg=${SOCKTRACE_VM_KERNEL_PKG:-}
+    if [ -z "$pkg" ]; then
+        pkg=$(newest_kernel_pkg)
+        [ -n "$pkg" ] || { apt-get update -qq >&2 && pkg=$(newest_kernel_pkg); } || true
+        # Offline with stale package lists: use the newest kernel already cached.
+        [ -n "$pkg" ] || pkg=$(find "$cache" -mindepth 1 -maxdepth 1 -name 'linux-image-6.1.0-*-amd64' -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
+        [ -n "$pkg" ] || die "no linux-image-6.1.0-*-amd64 package known to apt and none cached in $cache"
+    fi
+    if [ ! -d "$cache/$pkg" ]; then
+        say "downloading $pkg into $cache"
+        local dl
+        dl=$(mktemp -d "$cache/.download.XXXXXX")
+        # Root's apt sandbox user cannot write a mktemp directory; downloading
+        # as root is what apt would fall back to anyway, minus the warning.
+        (cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >&2) \
+            || { apt-get update -qq >&2 && (cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >&2); } \
+            || { rm -rf "$dl"; die "could not download $pkg"; }
+        dpkg-deb -x "$dl"/*.deb "$dl/root"
+        mv "$dl/root" "$cache/$pkg"
+        rm -rf "$dl"
+    fi
+    [ -f "$cache/$pkg/vmlinux" ] || unpack_vmlinux "$cache/$pkg"
+    echo "$cache/$pkg"
+}
+
+# Decompressing the xz bzImage takes about 4 s under software emulation, on
+# every boot. Done once here, qemu boots the ELF through its PVH entry point
+# instead. Without xz, or for another compression, the bzImage boots as is.
+unpack_vmlinux() {
+    local z off
+    z=$(ls "$1"/boot/vmlinuz-*)
+    command -v xz >/dev/null || return 0
+    off=$(LC_ALL=C grep -abo $'\xfd7zXZ' "$z" | head -n 1 | cut -d: -f1 || true)
+    [ -n "$off" ] || return 0
+    # xz stops at the data appended after the stream, hence "|| true".
+    tail -c +$((off + 1)) "$z" | xz -dc >"$1/vmlinux.tmp" 2>/dev/null || true
+    if [ "$(head -c 4 "$1/vmlinux.tmp" | od -An -tx1 | tr -d ' ')" = 7f454c46 ]; then
+        mv "$1/vmlinux.tmp" "$1/vmlinux"
+    else
+        rm -f "$1/vmlinux.tmp"
+    fi
+}
+
+# Single-quotes a word for /bin/sh, whatever it contains.
+shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
+
+ensure_packages
+mkdir -p "$cache"
+# One download at a time when several runs start together.
+exec 9>"$cache/.lock"
+flock 9
+kdir=$(kernel_dir)
+flock -u 9
+
+kver=$(basename "$(ls -d "$kdir"/lib/modules/*)")
+kmods=$kdir/lib/modules/$kver
+kernel=$kdir/vmlinux
+[ -f "$kernel" ] || kernel=$kdir/boot/vmlinuz-$kver
+[ -f "$kernel" ] || die "no vmlinuz in $kdir (delete that directory to download it again)"
+
+work=$(mktemp -d /tmp/socktrace-vm.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+run_id=$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')
+
+# The initramfs: static busybox, the modules that the Debian kernel builds as
+# modules but the guest needs before it can see the host root, and the init.
+init=$work/initramfs
+mkdir -p "$init/bin" "$init/dev" "$init/socktrace-vm"
+cp /bin/busybox "$init/bin/busybox"
+cp "$here/guest-init.sh" "$init/init"
+chmod 755 "$init/init"
+# The kernel opens /dev/console for init before anything can mount devtmpfs.
+mknod -m 600 "$init/dev/console" c 5 1
+
+# Loads deps first, read from each module's own .modinfo so that no kmod
+# tools and no modules.dep (Debian generates it at install time) are needed.
+loaded=" "
+add_module() {
+    local m=$1 f ko dep
+    [[ $loaded == *" $m "* ]] && return
+    loaded+="$m "
+    f=$(find "$kmods/kernel" \( -name "$m.ko*" -o -name "${m//_/-}.ko*" \) -print -quit)
+    if [ -z "$f" ]; then
+        grep -qE "/($m|${m//_/-})\.ko$" "$kmods/modules.builtin" || say "module $m is neither built in nor shipped; skipping it"
+        return
+    fi
+    ko=$init/socktrace-vm/$m.ko
+    # busybox insmod cannot read compressed modules.
+    case $f in
+        *.xz) xz -dc "$f" >"$ko" ;;
+        *.zst) zstd -qdc "$f" >"$ko" ;;
+        *) cp "$f" "$ko" ;;
+    esac
+    for dep in $(tr '\0' '\n' <"$ko" | sed -n 's/^depends=//p' | head -n 1 | tr ',' ' '); do
+        add_module "$dep"
+    done
+    echo "$m" >>"$init/socktrace-vm/modules"
+}
+touch "$init/socktrace-vm/modules"
+for m in virtio_pci 9pnet_virtio 9p overlay; do add_module "$m"; done
+if [ ${#nics[@]} -gt 0 ]; then add_module e1000; fi
+
+{
+    echo "RUN_ID=$run_id"
+    echo "NIC=$([ ${#nics[@]} -gt 0 ] && echo 1 || echo 0)"
+    echo "OUT_COUNT=${#outs[@]}"
+} >"$init/socktrace-vm/config"
+
+qemu_args=(-nodefaults -no-user-config -accel tcg -cpu max -smp 2 -m "$mem"
+           -display none -no-reboot)
+# Commas are qemu's option separator; doubling one escapes it.
+qemu_args+=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
+for i in "${!outs[@]}"; do
+    mkdir -p "${outs[$i]}"
+    dir=$(cd "${outs[$i]}" && pwd -P)
+    qemu_args+=(-virtfs "local,path=${dir//,/,,},mount_tag=out$i,security_model=none,multidevs=remap")
+    echo "OUT_$i=$(shq "$dir")" >>"$init/socktrace-vm/config"
+done
+if [ ${#nics[@]} -gt 0 ]; then
+    # restrict=on: the guest can reach nothing outside; only the host's
+    # loopback forwards come in.
+    fwd=
+    for n in "${nics[@]}"; do fwd+=",hostfwd=tcp:127.0.0.1:${n%%:*}-:${n##*:}"; done
+    qemu_args+=(-nic "user,restrict=on,model=e1000$fwd")
+else
+    qemu_args+=(-nic none)
+fi
+
+# The command, its directory and the environment it may see, quoted so that
+# any argument reaches the guest unchanged.
+{
+    while IFS= read -r -d '' kv; do
+        name=${kv%%=*}
+        [[ $name =~ ^[A-Za-z_][A-Za-z0-9_]*$ ]] || continue
+        case $name in
+            SOCKTRACE_* | CI | DOTNET_* | NUGET_PACKAGES | PATH) echo "export $(shq "$kv")" ;;
+        esac
+    done < <(env -0)
+    [ -n "${PATH-}" ] || echo "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    echo "export HOME=/root DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 TERM=dumb"
+    cwd=$(pwd -P)
+    echo "cd $(shq "$cwd") || { echo 'socktrace-vm: cannot enter the working directory' >&2; exit 125; }"
+    printf 'exec'
+    for a in "$@"; do printf ' %s' "$(shq "$a")"; done
+    echo
+} >"$init/socktrace-vm/cmd.sh"
+
+(cd "$init" && find . | cpio -o -H newc --quiet) | gzip -1 >"$work/initramfs.gz"
+
+log=$work/console.log
+# The console goes to stdout as it comes and into a log, where the exit
+# marker is looked up afterwards.
+timeout --kill-after=10 "$timeout_s" qemu-system-x86_64 "${qemu_args[@]}" \
+    -kernel "$kernel" -initrd "$work/initramfs.gz" \
+    -append "console=ttyS0 quiet panic=-1" \
+    -chardev "stdio,id=console,logfile=$log" -serial chardev:console \
+    </dev/null &
+qemu_pid=$!
+trap 'kill "$qemu_pid" 2>/dev/null; exit 130' INT TERM
+status=0
+wait "$qemu_pid" || status=$?
+trap - INT TERM
+
+if [ "$status" = 124 ] || [ "$status" = 137 ]; then
+    echo "run-in-vm.sh: timed out after ${timeout_s}s; qemu was killed" >&2
+    exit 124
+fi
+marker=$(grep -aoE "SOCKTRACE_VM_EXIT=[0-9]+ id=$run_id" "$log" | tail -n 1 || true)
+if [ -z "$marker" ]; then
+    echo "run-in-vm.sh: the guest never reported an exit code (boot failure or kernel panic; qemu exit $status, console output above)" >&2
+    exit 125
+fi
+rc=${marker#SOCKTRACE_VM_EXIT=}
+exit "${rc%% *}"
