@@ -3,6 +3,5 @@
 # e.g. scripts/run.sh --urls http://127.0.0.1:9464
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh
-dotnet build SockTrace.sln -c Release -v quiet -nologo
+scripts/build.sh
 exec dotnet run --no-build -c Release --project agent/SockTrace.Agent -- "$@"
