@@ -1,0 +1,113 @@
+using System.Diagnostics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using SockTrace.Agent.Events;
+
+namespace SockTrace.Tests.Events;
+
+/// <summary>
+/// bpf/socktrace.h and its C# twins must agree byte for byte. The header is compiled by the
+/// C compiler, which prints every size and offset; the C# layout must match each one.
+/// </summary>
+public sealed class RecordLayoutTests
+{
+    private static readonly Lazy<Dictionary<string, long>> CLayout = new(CompileAndMeasure);
+
+    public static TheoryData<string, Type, string> Fields => new()
+    {
+        { "st_record_header.type", typeof(RecordHeader), nameof(RecordHeader.Type) },
+        { "st_record_header.size", typeof(RecordHeader), nameof(RecordHeader.Size) },
+        { "st_accept_record.hdr", typeof(AcceptRecord), nameof(AcceptRecord.Header) },
+        { "st_accept_record.pid", typeof(AcceptRecord), nameof(AcceptRecord.Pid) },
+        { "st_accept_record.tid", typeof(AcceptRecord), nameof(AcceptRecord.Tid) },
+        { "st_accept_record.ret", typeof(AcceptRecord), nameof(AcceptRecord.Ret) },
+        { "st_accept_record.lport", typeof(AcceptRecord), nameof(AcceptRecord.ListenPort) },
+        { "st_accept_record.family", typeof(AcceptRecord), nameof(AcceptRecord.Family) },
+        { "st_accept_record.enter_ns", typeof(AcceptRecord), nameof(AcceptRecord.EnterNs) },
+        { "st_accept_record.exit_ns", typeof(AcceptRecord), nameof(AcceptRecord.ExitNs) },
+        { "st_accept_record.established_ns", typeof(AcceptRecord), nameof(AcceptRecord.EstablishedNs) },
+        { "st_accept_record.cgroup_id", typeof(AcceptRecord), nameof(AcceptRecord.CgroupId) },
+        { "st_accept_record.peer_addr", typeof(AcceptRecord), nameof(AcceptRecord.PeerAddr) },
+        { "st_accept_record.peer_port", typeof(AcceptRecord), nameof(AcceptRecord.PeerPort) },
+        { "st_accept_record.comm", typeof(AcceptRecord), nameof(AcceptRecord.Comm) },
+        { "st_config.wakeup_bytes", typeof(BpfConfig), nameof(BpfConfig.WakeupBytes) },
+    };
+
+    public static TheoryData<string, Type> Structs => new()
+    {
+        { "st_record_header", typeof(RecordHeader) },
+        { "st_accept_record", typeof(AcceptRecord) },
+        { "st_config", typeof(BpfConfig) },
+    };
+
+    [Theory]
+    [MemberData(nameof(Fields))]
+    public void FieldOffsetsMatchTheHeader(string cField, Type type, string csField) =>
+        Assert.Equal(CLayout.Value["offsetof " + cField], (long)Marshal.OffsetOf(type, csField));
+
+    [Theory]
+    [MemberData(nameof(Structs))]
+    public void SizesMatchTheHeader(string cStruct, Type type)
+    {
+        Assert.Equal(CLayout.Value["sizeof " + cStruct], (long)Marshal.SizeOf(type));
+        Assert.Equal(Marshal.SizeOf(type), (int)typeof(Unsafe).GetMethod(nameof(Unsafe.SizeOf))!.MakeGenericMethod(type).Invoke(null, null)!);
+    }
+
+    [Fact]
+    public void ConstantsMatchTheHeader()
+    {
+        Assert.Equal(RecordTypes.Accept, CLayout.Value["ST_RECORD_ACCEPT"]);
+        Assert.Equal(RecordTypes.Count, CLayout.Value["ST_RECORD_TYPE_COUNT"]);
+        Assert.Equal(KernelCounters.RingBufferDrops, CLayout.Value["ST_COUNTER_RINGBUF_DROPS"]);
+        Assert.Equal(KernelCounters.PendingMapFull, CLayout.Value["ST_COUNTER_PENDING_FULL"]);
+    }
+
+    private static Dictionary<string, long> CompileAndMeasure()
+    {
+        string header = Path.Combine(RepoRoot(), "bpf", "socktrace.h");
+        var lines = new List<string>();
+        foreach (var (cField, _, _) in Fields.Select(r => ((string)r[0], r[1], r[2])))
+        {
+            string[] parts = cField.Split('.');
+            lines.Add($"P(\"offsetof {cField}\", offsetof(struct {parts[0]}, {parts[1]}));");
+        }
+        foreach (var row in Structs)
+            lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL" })
+            lines.Add($"P(\"{constant}\", {constant});");
+
+        string dir = Directory.CreateTempSubdirectory("socktrace-layout").FullName;
+        string source = Path.Combine(dir, "layout.c");
+        File.WriteAllText(source, $$"""
+            #include <stddef.h>
+            #include <stdio.h>
+            #include <linux/types.h>
+            #include "{{header}}"
+            #define P(name, value) printf("%s=%ld\n", name, (long)(value))
+            int main(void) { {{string.Join("\n", lines)}} return 0; }
+            """);
+        string exe = Path.Combine(dir, "layout");
+        Run("cc", $"-Wall -Werror -o {exe} {source}");
+        return Run(exe, "").Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split('='))
+            .ToDictionary(p => p[0], p => long.Parse(p[1], System.Globalization.CultureInfo.InvariantCulture));
+    }
+
+    private static string Run(string file, string args)
+    {
+        using var p = Process.Start(new ProcessStartInfo(file, args) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        string output = p.StandardOutput.ReadToEnd();
+        string error = p.StandardError.ReadToEnd();
+        p.WaitForExit();
+        Assert.True(p.ExitCode == 0, $"{file} {args} failed: {error}");
+        return output;
+    }
+
+    internal static string RepoRoot()
+    {
+        var dir = new DirectoryInfo(AppContext.BaseDirectory);
+        while (dir is not null && !File.Exists(Path.Combine(dir.FullName, "SockTrace.sln")))
+            dir = dir.Parent;
+        return dir?.FullName ?? throw new InvalidOperationException("SockTrace.sln not found above " + AppContext.BaseDirectory);
+    }
+}

@@ -1,0 +1,93 @@
+using SockTrace.Tests.Support;
+
+namespace SockTrace.Tests.Kernel;
+
+/// <summary>The accept path on the real kernel, through real sockets, asserted exactly.</summary>
+[Trait("Category", "Kernel")]
+public sealed class AcceptPathTests
+{
+    private static readonly string OwnComm = File.ReadAllText($"/proc/{Environment.ProcessId}/comm").Trim();
+
+    [Fact]
+    public void CountsEveryAcceptWithItsQueueWait()
+    {
+        const int n = 5;
+        var wait = TimeSpan.FromMilliseconds(30);
+        using var pipeline = new KernelPipeline();
+        using var listener = Loopback.Listen();
+        int port = listener.Port();
+
+        var waited = Loopback.ConnectAndAcceptAfter(listener, n, wait);
+
+        var accepts = pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), n);
+        Assert.Equal(n, accepts.Sum(m => m.Value));
+        Assert.All(accepts, m =>
+        {
+            Assert.Equal("loopback", m.Tags["peer"]);
+            Assert.Equal(OwnComm, m.Tags["comm"]);
+        });
+
+        var queueWaits = pipeline.Settle(pipeline.QueueWait, KernelPipeline.OnPort<double>(port), n);
+        Assert.Equal(n, queueWaits.Count);
+        double expected = waited.Sum(w => w.TotalSeconds);
+        double measured = queueWaits.Sum(m => m.Value);
+        Assert.InRange(measured, expected * 0.9, expected * 1.1);
+        Assert.All(queueWaits, m => Assert.InRange(m.Value, wait.TotalSeconds * 0.9, wait.TotalSeconds * 2));
+
+        var durations = pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), n);
+        Assert.Equal(n, durations.Count);
+        Assert.DoesNotContain(pipeline.Errors.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<long>(port)(m));
+    }
+
+    [Fact]
+    public void CountsEagainFromANonBlockingListener()
+    {
+        const int n = 7;
+        using var pipeline = new KernelPipeline();
+        using var listener = Loopback.Listen();
+        int port = listener.Port();
+
+        Loopback.AcceptWouldBlock(listener, n);
+
+        var errors = pipeline.Settle(pipeline.Errors, KernelPipeline.OnPort<long>(port), n);
+        Assert.Equal(n, errors.Sum(m => m.Value));
+        Assert.All(errors, m => Assert.Equal("eagain", m.Tags["errno"]));
+        Assert.DoesNotContain(pipeline.Accepts.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<long>(port)(m));
+        Assert.Equal(n, pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), n).Count);
+        Assert.DoesNotContain(pipeline.QueueWait.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<double>(port)(m));
+    }
+
+    [Fact]
+    public async Task ABlockingAcceptIsTimedFromEntryToReturn()
+    {
+        var block = TimeSpan.FromMilliseconds(150);
+        using var pipeline = new KernelPipeline();
+        using var listener = Loopback.Listen();
+        int port = listener.Port();
+
+        var accepting = Task.Run(() => { using var s = listener.Accept(); });
+        await Task.Delay(block);
+        using (Loopback.Connect(port))
+            await accepting;
+
+        var duration = Assert.Single(pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), 1));
+        Assert.InRange(duration.Value, block.TotalSeconds * 0.9, block.TotalSeconds + 1);
+        // Accepted the moment it was established: the queue wait is the handshake-to-wakeup gap.
+        var queueWait = Assert.Single(pipeline.Settle(pipeline.QueueWait, KernelPipeline.OnPort<double>(port), 1));
+        Assert.InRange(queueWait.Value, 0, 0.05);
+    }
+
+    [Fact]
+    public void IPv6LoopbackPeersAreLoopback()
+    {
+        using var pipeline = new KernelPipeline();
+        using var listener = Loopback.Listen(address: System.Net.IPAddress.IPv6Loopback);
+        int port = listener.Port();
+
+        using (Loopback.Connect(port, System.Net.IPAddress.IPv6Loopback))
+        using (listener.Accept()) { }
+
+        var accept = Assert.Single(pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 1));
+        Assert.Equal("loopback", accept.Tags["peer"]);
+    }
+}

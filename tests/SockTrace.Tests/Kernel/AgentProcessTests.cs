@@ -1,0 +1,76 @@
+using System.Globalization;
+using SockTrace.Tests.Support;
+
+namespace SockTrace.Tests.Kernel;
+
+/// <summary>The built agent as a process: real kernel, real sockets from this (another)
+/// process, real /metrics, real signals.</summary>
+[Trait("Category", "Kernel")]
+public sealed class AgentProcessTests
+{
+    [Fact]
+    public void ServesExactAcceptCountsAndQueueWaitsOnMetrics()
+    {
+        Requires.Bpf();
+        const int n = 6;
+        var wait = TimeSpan.FromMilliseconds(25);
+        using var agent = AgentProcess.StartObserving("--poll-interval-ms", "20");
+        using var listener = Loopback.Listen();
+        string port = listener.Port().ToString(CultureInfo.InvariantCulture);
+
+        var waited = Loopback.ConnectAndAcceptAfter(listener, n, wait);
+        Loopback.AcceptWouldBlock(listener, 2);
+
+        Eventually.True(() => agent.Scrape().Sum("socktrace_accepts_total", ("port", port)) >= n, "accepts on /metrics");
+        Thread.Sleep(300);
+        var samples = agent.Scrape();
+        Assert.Equal(n, samples.Sum("socktrace_accepts_total", ("port", port), ("peer", "loopback")));
+        Assert.Equal(2, samples.Sum("socktrace_accept_errors_total", ("port", port), ("errno", "eagain")));
+        Assert.Equal(n, samples.Sum("socktrace_accept_queue_wait_seconds_count", ("port", port)));
+        double expected = waited.Sum(w => w.TotalSeconds);
+        Assert.InRange(samples.Sum("socktrace_accept_queue_wait_seconds_sum", ("port", port)), expected * 0.9, expected * 1.1);
+        Assert.Equal(n + 2, samples.Sum("socktrace_accept_duration_seconds_count", ("port", port)));
+        // Every record the kernel produced reached the agent.
+        Assert.Equal(0, samples.Sum("socktrace_ringbuf_drops_total"));
+        Assert.Equal(0, samples.Sum("socktrace_events_total", ("type", "invalid")));
+        Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "accept4"), ("mode", "tracepoint")));
+        Assert.Equal(1, samples.Sum("socktrace_build_info"));
+    }
+
+    [Fact]
+    public void SigtermDetachesEveryProgram()
+    {
+        Requires.Bpf();
+        using var agent = AgentProcess.StartObserving();
+        var programs = Bpftool.ProgramsOf(agent.Pid);
+        Assert.Equal(5, programs.Count);
+        Assert.Subset(Bpftool.ProgramIds(), programs);
+
+        agent.Signal(15);
+
+        Assert.Equal(0, agent.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.Contains("Detached all hooks", agent.Stdout);
+        Assert.Empty(Bpftool.ProgramIds().Intersect(programs));
+    }
+
+    [Theory]
+    [InlineData(new[] { "--bogus", "1" }, 2, "socktrace: unknown argument '--bogus' (see socktrace --help)")]
+    [InlineData(new[] { "--ring-buffer-bytes", "1000" }, 2, "socktrace: invalid --ring-buffer-bytes (SOCKTRACE_RING_BUFFER_BYTES, SockTrace:RingBufferBytes) value '1000': must be a power of two from 4096 to 1073741824")]
+    [InlineData(new[] { "--config", "/nonexistent/socktrace.json" }, 2, "socktrace: cannot read config file /nonexistent/socktrace.json: Could not find a part of the path '/nonexistent/socktrace.json'.")]
+    public void BadInputExitsWithOneLine(string[] args, int exitCode, string line)
+    {
+        using var agent = AgentProcess.Start(args);
+        Assert.Equal(exitCode, agent.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal(line, agent.Stderr.Trim());
+    }
+
+    [Fact]
+    public void APortInUseExitsWithOneLine()
+    {
+        Requires.Bpf();
+        using var taken = Loopback.Listen();
+        using var agent = AgentProcess.Start(["--urls", $"http://127.0.0.1:{taken.Port()}"]);
+        Assert.Equal(6, agent.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal($"socktrace: cannot serve metrics: Failed to bind to address http://127.0.0.1:{taken.Port()}: address already in use.", agent.Stderr.Trim());
+    }
+}

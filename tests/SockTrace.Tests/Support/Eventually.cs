@@ -1,0 +1,17 @@
+namespace SockTrace.Tests.Support;
+
+internal static class Eventually
+{
+    /// <summary>Polls until <paramref name="done"/> holds; records reach user space within the
+    /// agent's poll interval, so waiting is part of the protocol, not a guess at timing.</summary>
+    public static void True(Func<bool> done, string what, TimeSpan? timeout = null)
+    {
+        var deadline = DateTime.UtcNow + (timeout ?? TimeSpan.FromSeconds(30));
+        while (!done())
+        {
+            if (DateTime.UtcNow > deadline)
+                Assert.Fail($"timed out waiting for {what}");
+            Thread.Sleep(20);
+        }
+    }
+}

@@ -1,0 +1,68 @@
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using SockTrace.Agent.Bpf;
+using SockTrace.Agent.Events;
+using SockTrace.Agent.Metrics;
+
+namespace SockTrace.Tests.Support;
+
+/// <summary>
+/// The agent's record path, in process, on the real kernel: BPF programs loaded and
+/// attached, their ring buffer decoded into the real metrics, which collectors observe.
+/// Everything on the host is traced, so assertions filter on the test's own port.
+/// </summary>
+internal sealed class KernelPipeline : IDisposable
+{
+    private readonly ServiceProvider _services;
+    private readonly List<IDisposable> _collectors = [];
+
+    public KernelPipeline()
+    {
+        Requires.Bpf();
+        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var meters = _services.GetRequiredService<IMeterFactory>();
+        Accepts = Collect<long>(meters, "socktrace.accepts");
+        Errors = Collect<long>(meters, "socktrace.accept.errors");
+        Duration = Collect<double>(meters, "socktrace.accept.duration");
+        QueueWait = Collect<double>(meters, "socktrace.accept.queue_wait");
+        Decoder = new RecordDecoder(new AcceptMetrics(meters));
+        Source = new KernelEventSource(Decoder, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20)), NullLogger.Instance);
+        Source.Start();
+    }
+
+    public KernelEventSource Source { get; }
+    public RecordDecoder Decoder { get; }
+    public MetricCollector<long> Accepts { get; }
+    public MetricCollector<long> Errors { get; }
+    public MetricCollector<double> Duration { get; }
+    public MetricCollector<double> QueueWait { get; }
+
+    private MetricCollector<T> Collect<T>(IMeterFactory meters, string instrument) where T : struct
+    {
+        var collector = new MetricCollector<T>(meters, SockTraceMeter.Name, instrument);
+        _collectors.Add(collector);
+        return collector;
+    }
+
+    /// <summary>Waits until at least <paramref name="count"/> measurements match, then a little
+    /// longer so that any surplus arrives too and an exact assertion can catch it.</summary>
+    public IReadOnlyList<CollectedMeasurement<T>> Settle<T>(MetricCollector<T> collector, Func<CollectedMeasurement<T>, bool> match, int count) where T : struct
+    {
+        Eventually.True(() => collector.GetMeasurementSnapshot().Count(match) >= count, $"{count} measurements of {collector.Instrument?.Name}");
+        Thread.Sleep(200);
+        return collector.GetMeasurementSnapshot().Where(match).ToList();
+    }
+
+    public static Func<CollectedMeasurement<T>, bool> OnPort<T>(int port) where T : struct =>
+        m => m.Tags.TryGetValue("port", out var p) && (string?)p == port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    public void Dispose()
+    {
+        Source.Dispose();
+        foreach (var c in _collectors)
+            c.Dispose();
+        _services.Dispose();
+    }
+}
