@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Sets up, builds and runs every test: unit and kernel tests on this machine's kernel,
+# then the same kernel tests on a second kernel under qemu (tests/vm). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build.sh
+
+results=$(mktemp -d)
+trap 'rm -rf "$results"' EXIT
+status=0
+
+# Runs one dotnet test invocation, keeping its summary line for the total at the end.
+run() {
+  local name=$1; shift
+  echo "== $name"
+  if ! "$@" 2>&1 | tee "$results/$name.log"; then status=1; fi
+}
+
+run host dotnet test SockTrace.sln -c Release --no-build -nologo
+
+passed=0 failed=0
+for log in "$results"/*.log; do
+  while read -r f p; do passed=$((passed + p)); failed=$((failed + f)); done < <(
+    sed -nE 's/.*Failed:[[:space:]]+([0-9]+), Passed:[[:space:]]+([0-9]+),.*/\1 \2/p' "$log")
+done
+echo "tests: $passed passed, $failed failed"
+if ((failed > 0 || passed == 0)); then status=1; fi
+exit $status
