@@ -1,0 +1,32 @@
+# The image is built by the same scripts as CI: scripts/publish.sh runs scripts/build.sh
+# (BPF toolchain from apt, then dotnet build), then publishes the agent.
+#
+# .NET 10 ships no Debian images (dotnet/dotnet-docker#6526), and Ubuntu 24.04 has no
+# standalone bpftool package, so the build runs on Debian 12, where the scripts are
+# tested, with the SDK copied from Microsoft's image: it is a portable build.
+FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS sdk
+
+FROM debian:12 AS build
+# libicu and libssl are what the SDK itself needs; the rest comes from scripts/setup.sh.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends ca-certificates libicu72 libssl3 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=sdk /usr/share/dotnet /usr/share/dotnet
+RUN ln -s /usr/share/dotnet/dotnet /usr/bin/dotnet
+ENV DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
+WORKDIR /src
+COPY . .
+# bpf/Makefile generates vmlinux.h from the build machine's /sys/kernel/btf/vmlinux (any
+# BTF kernel will do: CO-RE relocates at load), so build on a kernel with BTF.
+RUN scripts/publish.sh /out
+
+FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libbpf1 \
+ && rm -rf /var/lib/apt/lists/*
+# The image's default HTTP_PORTS would only be overridden by --urls with a warning.
+ENV ASPNETCORE_HTTP_PORTS=
+WORKDIR /app
+COPY --from=build /out/ /app/
+EXPOSE 9464
+ENTRYPOINT ["dotnet", "/app/socktrace.dll"]
