@@ -1,0 +1,62 @@
+using System.Diagnostics;
+using SockTrace.Deploy.Tests.Support;
+using Xunit.Abstractions;
+
+namespace SockTrace.Deploy.Tests;
+
+/// <summary>
+/// The built agent with exactly the capabilities the DaemonSet grants (read from the
+/// manifest, so this proves the manifest): it observes, and without any one of them it
+/// refuses to start and names what is missing.
+/// </summary>
+[Trait("Category", "Kernel")]
+public sealed class LeastPrivilegeTests(ITestOutputHelper output)
+{
+    private static IReadOnlyList<string> Granted =>
+        [.. Manifests.DaemonSet.Spec.Template.Spec.Containers.Single().SecurityContext.Capabilities.Add];
+
+    private static bool NoNewPrivileges =>
+        Manifests.DaemonSet.Spec.Template.Spec.Containers.Single().SecurityContext.AllowPrivilegeEscalation == false;
+
+    public static TheoryData<string> EachCapability => [.. Granted];
+
+    [Fact]
+    public void CountsEveryAcceptWithOnlyTheGrantedCapabilities()
+    {
+        const int n = 12;
+        Host.RequireRoot("setpriv grants capabilities from root's own");
+        Host.EnsureTracefs();
+        var clock = Stopwatch.StartNew();
+        using var agent = AgentProcess.Start(Granted, NoNewPrivileges);
+        agent.WaitHealthy();
+        output.WriteLine($"agent healthy with {string.Join(", ", Granted)} after {clock.Elapsed.TotalSeconds:0.0} s");
+
+        using var workload = new Workload();
+        workload.Accept(n);
+        string port = $"port=\"{workload.Port}\"";
+
+        double seen = 0;
+        Host.WaitUntil(() => (seen = AgentProcess.Sum(agent.Scrape(), "socktrace_accepts_total", port)) >= n,
+            $"{n} accepts on port {workload.Port} in /metrics", TimeSpan.FromSeconds(15));
+        // Any surplus would arrive within a few poll intervals.
+        Thread.Sleep(500);
+        string metrics = agent.Scrape();
+        seen = AgentProcess.Sum(metrics, "socktrace_accepts_total", port);
+        output.WriteLine($"socktrace_accepts_total{{{port}}} = {seen} (expected {n}) after {clock.Elapsed.TotalSeconds:0.0} s");
+        Assert.Equal(n, seen);
+        Assert.Equal(n, AgentProcess.Sum(metrics, "socktrace_accepts_total", port, "peer=\"loopback\""));
+    }
+
+    [Theory]
+    [MemberData(nameof(EachCapability))]
+    public void RefusesToStartWithoutEachCapability(string missing)
+    {
+        Host.RequireRoot("setpriv grants capabilities from root's own");
+        Host.EnsureTracefs();
+        using var agent = AgentProcess.Start([.. Granted.Where(c => c != missing)], NoNewPrivileges);
+        int code = agent.WaitForExit(TimeSpan.FromSeconds(30));
+        output.WriteLine($"without {missing}: exit {code}\n{agent.Output}");
+        Assert.Equal(3, code);
+        Assert.Contains($"CAP_{missing}", agent.Output);
+    }
+}
