@@ -80,11 +80,12 @@ internal sealed class PrometheusServer : IDisposable
             return path;
         Host.RequireRoot("installs Debian's prometheus package");
         var env = new Dictionary<string, string> { ["DEBIAN_FRONTEND"] = "noninteractive" };
-        string[] install = ["install", "-y", "-q", "--no-install-recommends", "prometheus"];
+        // Another apt run may hold the lock for a while; wait for it rather than fail.
+        string[] install = ["-o", "DPkg::Lock::Timeout=120", "install", "-y", "-q", "--no-install-recommends", "prometheus"];
         var (code, output) = Host.Run("apt-get", install, environment: env, timeout: TimeSpan.FromMinutes(5));
         if (code != 0)
         {
-            Host.Run("apt-get", ["update", "-q"], environment: env, timeout: TimeSpan.FromMinutes(5));
+            Host.Run("apt-get", ["-o", "DPkg::Lock::Timeout=120", "update", "-q"], environment: env, timeout: TimeSpan.FromMinutes(5));
             (code, output) = Host.Run("apt-get", install, environment: env, timeout: TimeSpan.FromMinutes(5));
         }
         Assert.True(code == 0, $"apt-get install prometheus failed ({code}):\n{output}");
