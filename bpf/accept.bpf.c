@@ -3,8 +3,9 @@
  * The accept path: how long accept()/accept4() takes, how long the accepted
  * connection sat established in the listen queue, and which errors it returned.
  *
- * Entry points call the shared bodies below, so that every attach mode computes
- * the same record.
+ * Each hook has an entry point per attach mode (fentry/fexit, kprobe/kretprobe,
+ * tracepoint) calling one shared body, so every mode computes the same record. The
+ * agent picks the mode per hook at start-up and loads only those programs.
  */
 #include "common.bpf.h"
 #include <bpf/bpf_endian.h>
@@ -18,6 +19,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct accept_call {
 	__u64 enter_ns;
+	__u64 sk; /* the accepted sock, when a hook on inet_csk_accept saw it */
 	__u16 lport;
 	__u16 _pad[3];
 };
@@ -129,7 +131,9 @@ static __always_inline void accept_exit(long ret)
 	/* The process's name, not the accepting thread's ("worker-3"): bounded and stable. */
 	BPF_CORE_READ_STR_INTO(&rec->comm, task, group_leader, comm);
 	if (ret >= 0) {
-		sk = sock_of_fd(ret);
+		/* Without an inet_csk_accept hook (tracepoint mode) the fd table says which
+		 * sock was accepted: fd_install() has run by the time accept returns. */
+		sk = call->sk ? (struct sock *)call->sk : sock_of_fd(ret);
 		if (sk)
 			fill_peer(rec, sk);
 	}
@@ -138,22 +142,82 @@ out:
 	bpf_map_delete_elem(&st_accept_calls, &id);
 }
 
+static __always_inline void accept_sock(struct sock *sk)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct accept_call *call = bpf_map_lookup_elem(&st_accept_calls, &id);
+
+	if (call && sk)
+		call->sk = (__u64)sk;
+}
+
 /*
  * A passive-open child is created in SYN_RECV and moves to ESTABLISHED when the
  * handshake's final ACK is processed (tcp_rcv_state_process(), net/ipv4/tcp_input.c),
  * just before it is queued for accept. Active opens go SYN_SENT -> ESTABLISHED and
  * are not stamped.
  */
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(st_tp_btf_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+static __always_inline void sock_state_change(const struct sock *sk, int oldstate, int newstate)
 {
 	__u64 key = (__u64)sk;
 	__u64 now;
 
 	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
-		return 0;
+		return;
 	now = bpf_ktime_get_ns();
 	bpf_map_update_elem(&st_established, &key, &now, BPF_ANY);
+}
+
+/* ---- hook "accept": the accept()/accept4() call ---- */
+
+/* __sys_accept4() serves both accept() and accept4() (net/socket.c). */
+SEC("fentry/__sys_accept4")
+int BPF_PROG(st_fe_sys_accept4, int fd)
+{
+	accept_enter(fd);
+	return 0;
+}
+
+SEC("fexit/__sys_accept4")
+int BPF_PROG(st_fx_sys_accept4)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	accept_exit((int)ret);
+	return 0;
+}
+
+/* inet_csk_accept()'s arguments changed in 6.10 (struct proto_accept_arg);
+ * bpf_get_func_ret() reads the return value whatever their number. */
+SEC("fexit/inet_csk_accept")
+int BPF_PROG(st_fx_inet_csk_accept)
+{
+	__u64 ret = 0;
+
+	bpf_get_func_ret(ctx, &ret);
+	accept_sock((struct sock *)ret);
+	return 0;
+}
+
+SEC("kprobe/__sys_accept4")
+int BPF_KPROBE(st_kp_sys_accept4, int fd)
+{
+	accept_enter(fd);
+	return 0;
+}
+
+SEC("kretprobe/__sys_accept4")
+int BPF_KRETPROBE(st_krp_sys_accept4, long ret)
+{
+	accept_exit((int)ret);
+	return 0;
+}
+
+SEC("kretprobe/inet_csk_accept")
+int BPF_KRETPROBE(st_krp_inet_csk_accept, struct sock *sk)
+{
+	accept_sock(sk);
 	return 0;
 }
 
@@ -182,5 +246,30 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int st_tp_exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
 	accept_exit(ctx->ret);
+	return 0;
+}
+
+/* ---- hook "sock_established": a child socket entering the accept queue ---- */
+
+/* tcp_set_state() is where every TCP state change happens (net/ipv4/tcp.c); the old
+ * state is still in sk_state on entry. */
+SEC("fentry/tcp_set_state")
+int BPF_PROG(st_fe_tcp_set_state, struct sock *sk, int state)
+{
+	sock_state_change(sk, BPF_CORE_READ(sk, __sk_common.skc_state), state);
+	return 0;
+}
+
+SEC("kprobe/tcp_set_state")
+int BPF_KPROBE(st_kp_tcp_set_state, struct sock *sk, int state)
+{
+	sock_state_change(sk, BPF_CORE_READ(sk, __sk_common.skc_state), state);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(st_tp_btf_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+{
+	sock_state_change(sk, oldstate, newstate);
 	return 0;
 }

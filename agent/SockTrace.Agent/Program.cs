@@ -9,6 +9,8 @@ try
         Console.WriteLine(AgentCommandLine.HelpText());
         return ExitCodes.Ok;
     }
+    if (commandLine.Command == AgentCommand.Check)
+        return CheckCommand.Run(AgentHost.Options(commandLine), Console.Out);
     await using var app = AgentHost.Build(commandLine);
     await app.RunAsync();
     return Environment.ExitCode;

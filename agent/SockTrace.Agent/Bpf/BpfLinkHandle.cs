@@ -10,9 +10,12 @@ namespace SockTrace.Agent.Bpf;
 internal sealed class BpfLinkHandle : SafeHandle
 {
     private readonly BpfObjectHandle _owner;
+    private readonly Action? _afterDestroy;
 
-    internal BpfLinkHandle(nint link, BpfObjectHandle owner) : base(0, ownsHandle: true)
+    /// <param name="afterDestroy">Runs once the link is gone (e.g. removing a kprobe event it used).</param>
+    internal BpfLinkHandle(nint link, BpfObjectHandle owner, Action? afterDestroy = null) : base(0, ownsHandle: true)
     {
+        _afterDestroy = afterDestroy;
         bool added = false;
         owner.DangerousAddRef(ref added);
         _owner = owner;
@@ -25,6 +28,7 @@ internal sealed class BpfLinkHandle : SafeHandle
     {
         Interop.Libbpf.bpf_link__destroy(handle);
         _owner.DangerousRelease();
+        _afterDestroy?.Invoke();
         return true;
     }
 }

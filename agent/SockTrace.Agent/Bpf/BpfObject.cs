@@ -112,6 +112,22 @@ internal sealed unsafe class BpfObject : IDisposable
         return new BpfLinkHandle(link, _handle);
     }
 
+    /// <summary>Attaches a program to an open perf event; the link owns and closes <paramref name="perfEventFd"/>.</summary>
+    public BpfLinkHandle AttachPerfEvent(string programName, int perfEventFd, Action? afterDetach = null)
+    {
+        if (!_loaded)
+            throw new InvalidOperationException($"{Name}: attach before load");
+        nint prog = FindProgram(programName);
+        nint link = LibbpfLog.Capture(() => Interop.Libbpf.bpf_program__attach_perf_event(prog, perfEventFd), out string log);
+        if (link == 0)
+        {
+            int errno = Marshal.GetLastPInvokeError();
+            Interop.Libc.close(perfEventFd);
+            throw new BpfException("bpf_program__attach_perf_event", errno, $"{Name}/{programName}", log);
+        }
+        return new BpfLinkHandle(link, _handle, afterDetach);
+    }
+
     /// <summary>The map's fd, owned by this object.</summary>
     public int MapFd(string mapName)
     {

@@ -53,6 +53,9 @@ internal static unsafe partial class Interop
         [LibraryImport(Library, SetLastError = true)]
         internal static partial nint bpf_program__attach(nint prog);
 
+        [LibraryImport(Library, SetLastError = true)]
+        internal static partial nint bpf_program__attach_perf_event(nint prog, int pfd);
+
         [LibraryImport(Library)]
         internal static partial int bpf_link__destroy(nint link);
 

@@ -18,5 +18,33 @@ internal static unsafe partial class Interop
 
         [LibraryImport(Library)]
         internal static partial uint geteuid();
+
+        [LibraryImport(Library, SetLastError = true)]
+        internal static partial int close(int fd);
+
+        /// <summary>perf_event_open(2) has no libc wrapper; syscall(2) with integer arguments only.</summary>
+        [LibraryImport(Library, EntryPoint = "syscall", SetLastError = true)]
+        internal static partial int perf_event_open(nint number, PerfEventAttr* attr, nint pid, nint cpu, nint groupFd, nint flags);
+
+        internal static nint PerfEventOpenNumber => System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture switch
+        {
+            System.Runtime.InteropServices.Architecture.X64 => 298,
+            System.Runtime.InteropServices.Architecture.Arm64 => 241,
+            var other => throw new PlatformNotSupportedException($"perf_event_open syscall number for {other}"),
+        };
+
+        /// <summary>The leading fields of struct perf_event_attr (PERF_ATTR_SIZE_VER7 = 128 bytes).</summary>
+        [StructLayout(LayoutKind.Explicit, Size = 128)]
+        internal struct PerfEventAttr
+        {
+            [FieldOffset(0)] public uint Type;
+            [FieldOffset(4)] public uint Size;
+            [FieldOffset(8)] public ulong Config;
+            [FieldOffset(16)] public ulong SamplePeriod;
+            [FieldOffset(48)] public uint WakeupEvents;
+        }
+
+        internal const uint PerfTypeTracepoint = 2;
+        internal const nint PerfFlagFdCloexec = 8;
     }
 }

@@ -4,41 +4,38 @@ using SockTrace.Agent.Events;
 namespace SockTrace.Agent.Bpf;
 
 /// <summary>
-/// The BPF programs on the running kernel: opens, configures, loads and attaches them, and
-/// drains their ring buffer into the sink. Disposing detaches everything.
+/// The BPF programs on the running kernel: opens the object, loads the programs the attach
+/// plan chose, attaches them, and drains their ring buffer into the sink. Disposing
+/// detaches everything.
 /// </summary>
 public sealed partial class KernelEventSource : IEventSource
 {
-    /// <summary>Which programs make up each hook, in this kernel's attach mode.</summary>
-    private static readonly (ProbeInfo Probe, string[] Programs)[] Hooks =
-    [
-        (new("accept4", "tracepoint"), ["st_tp_enter_accept4", "st_tp_exit_accept4"]),
-        (new("accept", "tracepoint"), ["st_tp_enter_accept", "st_tp_exit_accept"]),
-        (new("inet_sock_set_state", "tp_btf"), ["st_tp_btf_inet_sock_set_state"]),
-    ];
-
     private readonly BpfObject _object;
     private readonly List<BpfLinkHandle> _links = [];
     private readonly PerCpuCounters _counters;
     private readonly RingBufferReader _reader;
     private readonly ILogger _logger;
 
-    public KernelEventSource(IRecordSink sink, KernelSourceOptions options, ILogger logger)
+    public KernelEventSource(IRecordSink sink, IReadOnlyList<HookPlan> plan, KernelFeatures kernel, KernelSourceOptions options, ILogger logger)
     {
         _logger = logger;
         _object = BpfObject.OpenEmbedded("accept");
         try
         {
+            var chosen = plan.SelectMany(h => h.Hook.Programs[h.Mode]).Select(p => p.Name).ToHashSet();
+            foreach (string program in _object.ProgramNames)
+                _object.SetAutoload(program, chosen.Contains(program));
             _object.SetMaxEntries("st_events", options.RingBufferBytes);
             _object.SetConfig(new BpfConfig { WakeupBytes = options.RingBufferBytes / 4 });
             _object.Load();
-            foreach (var (probe, programs) in Hooks)
+            bool kprobeEvents = KprobeEvents.Writable(kernel.Tracefs);
+            foreach (var hook in plan)
             {
-                foreach (string program in programs)
-                    _links.Add(_object.Attach(program));
-                LogAttached(probe.Hook, probe.Mode);
+                foreach (var program in hook.Hook.Programs[hook.Mode])
+                    _links.Add(Attach(program, kprobeEvents, kernel.Tracefs));
+                LogAttached(hook.Hook.Name, hook.Mode.Name(), hook.Why);
             }
-            Probes = [.. Hooks.Select(h => h.Probe)];
+            Probes = [.. plan.Select(h => new ProbeInfo(h.Hook.Name, h.Mode.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
@@ -64,6 +61,16 @@ public sealed partial class KernelEventSource : IEventSource
         Detach();
     }
 
+    private BpfLinkHandle Attach(HookProgram program, bool kprobeEvents, string tracefs)
+    {
+        if (!program.IsKretprobe)
+            return _object.Attach(program.Name);
+        if (kprobeEvents)
+            return KprobeEvents.AttachKretprobe(_object, program.Name, program.KernelFunction!, tracefs);
+        LogDefaultMaxActive(program.KernelFunction!);
+        return _object.Attach(program.Name);
+    }
+
     private void Detach()
     {
         foreach (var link in _links)
@@ -72,8 +79,11 @@ public sealed partial class KernelEventSource : IEventSource
         _object.Dispose();
     }
 
-    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Attached hook {Hook} in {Mode} mode")]
-    private partial void LogAttached(string hook, string mode);
+    [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Attached hook {Hook} in {Mode} mode ({Why})")]
+    private partial void LogAttached(string hook, string mode, string why);
+
+    [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "kprobe_events is not writable: the kretprobe on {Function} uses the kernel's default maxactive, and returns beyond that many concurrent calls are missed")]
+    private partial void LogDefaultMaxActive(string function);
 }
 
 /// <summary>Settings of the kernel source, validated by the host before use.</summary>

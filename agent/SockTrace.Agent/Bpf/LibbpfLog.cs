@@ -16,6 +16,9 @@ internal static unsafe class LibbpfLog
     [ThreadStatic]
     private static StringBuilder? t_capture;
 
+    [ThreadStatic]
+    private static bool t_probing;
+
     public static void Install(ILogger logger)
     {
         s_logger = logger;
@@ -38,6 +41,22 @@ internal static unsafe class LibbpfLog
         }
     }
 
+    /// <summary>Runs a feature probe: failure is an expected answer there, so libbpf's
+    /// warnings are logged at debug level only.</summary>
+    public static T Probing<T>(Func<T> probe)
+    {
+        bool previous = t_probing;
+        t_probing = true;
+        try
+        {
+            return probe();
+        }
+        finally
+        {
+            t_probing = previous;
+        }
+    }
+
     [UnmanagedCallersOnly]
     private static int Print(int level, byte* format, nint args)
     {
@@ -49,7 +68,7 @@ internal static unsafe class LibbpfLog
             return 0;
         string message = Encoding.UTF8.GetString(buffer, Math.Min(n, bufferSize - 1)).TrimEnd('\n');
         t_capture?.AppendLine(message);
-        var logLevel = level switch { 0 => LogLevel.Warning, 1 => LogLevel.Debug, _ => LogLevel.Trace };
+        var logLevel = level switch { 0 when !t_probing => LogLevel.Warning, 0 or 1 => LogLevel.Debug, _ => LogLevel.Trace };
         if (s_logger is { } logger && logger.IsEnabled(logLevel))
             logger.Log(logLevel, new EventId(100, "Libbpf"), "libbpf: {Message}", message);
         return 0;

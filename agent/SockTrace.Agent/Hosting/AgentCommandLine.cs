@@ -5,6 +5,7 @@ namespace SockTrace.Agent.Hosting;
 public enum AgentCommand
 {
     Run,
+    Check,
     Help,
 }
 
@@ -18,7 +19,14 @@ public sealed record AgentCommandLine(AgentCommand Command, IReadOnlyDictionary<
     {
         var settings = new Dictionary<string, string?>(StringComparer.OrdinalIgnoreCase);
         string? configFile = null;
-        for (int i = 0; i < args.Count; i++)
+        var command = AgentCommand.Run;
+        int first = 0;
+        if (args.Count > 0 && args[0] == "check")
+        {
+            command = AgentCommand.Check;
+            first = 1;
+        }
+        for (int i = first; i < args.Count; i++)
         {
             string arg = args[i];
             if (arg is "-h" or "--help" or "help")
@@ -45,7 +53,7 @@ public sealed record AgentCommandLine(AgentCommand Command, IReadOnlyDictionary<
             else
                 settings[setting.ConfigKey] = value;
         }
-        return new AgentCommandLine(AgentCommand.Run, settings, configFile);
+        return new AgentCommandLine(command, settings, configFile);
     }
 
     /// <summary>The SOCKTRACE_* variables of the environment, as configuration keys.</summary>
@@ -66,7 +74,9 @@ public sealed record AgentCommandLine(AgentCommand Command, IReadOnlyDictionary<
         var text = new StringBuilder();
         text.AppendLine("socktrace: accept latency, fd races and receive paths from eBPF, as Prometheus metrics.");
         text.AppendLine();
-        text.AppendLine("usage: socktrace [--flag value]...");
+        text.AppendLine("usage: socktrace [--flag value]...        run the agent");
+        text.AppendLine("       socktrace check [--flag value]...  show what this kernel supports and the mode each hook");
+        text.AppendLine("                                          would use; exits non-zero when the agent cannot run here");
         text.AppendLine();
         foreach (var s in AgentSettings.All)
             text.AppendLine($"  {s.Flag,-22}{s.Help}\n  {"",-22}env {s.EnvironmentVariable}");

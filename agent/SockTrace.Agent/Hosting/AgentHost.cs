@@ -14,18 +14,16 @@ public static class AgentHost
             Args = [],
             ContentRootPath = AppContext.BaseDirectory,
         });
-
-        var environment = AgentCommandLine.FromEnvironment(out string? envConfigFile);
-        if ((commandLine.ConfigFile ?? envConfigFile) is { } configFile)
-            AddConfigFile(builder.Configuration, configFile);
-        builder.Configuration.AddInMemoryCollection(environment);
-        builder.Configuration.AddInMemoryCollection(commandLine.Settings);
+        AddLayers(builder.Configuration, commandLine);
         if (string.IsNullOrEmpty(builder.Configuration[AgentSettings.Urls.ConfigKey]))
             builder.WebHost.UseUrls(AgentOptions.DefaultUrls);
         else
             builder.WebHost.UseUrls(builder.Configuration[AgentSettings.Urls.ConfigKey]!);
 
         builder.Logging.ClearProviders();
+        // A start-up failure is reported once, as one line, by Program; the host's own
+        // "Hosting failed to start" entry would repeat it with a stack trace.
+        builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
         builder.Logging.AddSimpleConsole(o =>
         {
             o.SingleLine = true;
@@ -50,6 +48,25 @@ public static class AgentHost
         app.MapGet("/healthz", (AgentService agent) =>
             agent.Healthy ? Results.Text("ok\n") : Results.Text("not observing\n", statusCode: StatusCodes.Status503ServiceUnavailable));
         return app;
+    }
+
+    /// <summary>The validated settings alone, without a host (for `socktrace check`).</summary>
+    public static AgentOptions Options(AgentCommandLine commandLine)
+    {
+        var configuration = new ConfigurationManager();
+        configuration.SetBasePath(AppContext.BaseDirectory).AddJsonFile("appsettings.json", optional: true);
+        AddLayers(configuration, commandLine);
+        return AgentOptions.From(configuration);
+    }
+
+    /// <summary>Config file, then environment, then flags, each overriding the one before.</summary>
+    private static void AddLayers(ConfigurationManager configuration, AgentCommandLine commandLine)
+    {
+        var environment = AgentCommandLine.FromEnvironment(out string? envConfigFile);
+        if ((commandLine.ConfigFile ?? envConfigFile) is { } configFile)
+            AddConfigFile(configuration, configFile);
+        configuration.AddInMemoryCollection(environment);
+        configuration.AddInMemoryCollection(commandLine.Settings);
     }
 
     private static void AddConfigFile(ConfigurationManager configuration, string path)

@@ -9,7 +9,7 @@ namespace SockTrace.Agent.Hosting;
 public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval)
 {
     public const string DefaultUrls = "http://0.0.0.0:9464";
-    public static readonly string[] AttachModes = ["auto", "tracepoint"];
+    public static readonly string[] AttachModes = ["auto", .. Bpf.AttachModes.Preference.Select(m => m.Name())];
 
     public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval);
 

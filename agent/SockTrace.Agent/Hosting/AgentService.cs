@@ -27,7 +27,9 @@ public sealed partial class AgentService(
         LibbpfLog.Install(loggerFactory.CreateLogger("SockTrace.Libbpf"));
         KernelPreflight.Run();
         var decoder = new RecordDecoder(acceptMetrics);
-        var source = new KernelEventSource(decoder, options.KernelSource, _logger);
+        var kernel = KernelFeatures.Probe();
+        var plan = AttachPlan.For(kernel, options.AttachMode);
+        var source = new KernelEventSource(decoder, plan, kernel, options.KernelSource, _logger);
         source.Faulted += OnFaulted;
         agentMetrics.Observe(source, decoder);
         source.Start();

@@ -8,7 +8,7 @@ public static class AgentSettings
     public static readonly AgentSetting Urls = new("--urls", "SOCKTRACE_URLS", "urls",
         $"where /metrics and /healthz are served (default {AgentOptions.DefaultUrls})");
     public static readonly AgentSetting AttachMode = new("--attach-mode", "SOCKTRACE_ATTACH_MODE", "SockTrace:AttachMode",
-        "auto | tracepoint: how hooks attach (default auto)");
+        "auto | fentry | kprobe | tracepoint: how hooks attach; auto picks per hook the first the kernel supports (default auto)");
     public static readonly AgentSetting RingBufferBytes = new("--ring-buffer-bytes", "SOCKTRACE_RING_BUFFER_BYTES", "SockTrace:RingBufferBytes",
         "size of the kernel-to-agent ring buffer, a power of two (default 4194304)");
     public static readonly AgentSetting PollIntervalMs = new("--poll-interval-ms", "SOCKTRACE_POLL_INTERVAL_MS", "SockTrace:PollIntervalMs",

@@ -58,6 +58,11 @@ public static class KernelPreflight
         throw new StartupException(ExitCodes.Failure, "/proc/self/status has no CapEff line");
     }
 
+    /// <summary>Where tracefs is: libbpf 1.1 prefers the debugfs path when it exists
+    /// (libbpf.c tracefs_path()), so the agent looks there in the same order.</summary>
+    public static string TracefsRoot() =>
+        Directory.Exists(Path.Combine(DebugfsTracingPath, "events")) ? DebugfsTracingPath : TracefsPath;
+
     /// <summary>
     /// libbpf resolves tracepoint ids through tracefs (libbpf.c determine_tracepoint_id()),
     /// which a fresh node may not have mounted: mount it rather than fail.

@@ -25,7 +25,7 @@ public sealed class AgentOptionsTests
     [InlineData("SockTrace:RingBufferBytes", "4MB", "invalid --ring-buffer-bytes (SOCKTRACE_RING_BUFFER_BYTES, SockTrace:RingBufferBytes) value '4MB': must be a whole number")]
     [InlineData("SockTrace:PollIntervalMs", "0", "invalid --poll-interval-ms (SOCKTRACE_POLL_INTERVAL_MS, SockTrace:PollIntervalMs) value '0': must be from 1 to 10000")]
     [InlineData("SockTrace:PollIntervalMs", "-5", "invalid --poll-interval-ms (SOCKTRACE_POLL_INTERVAL_MS, SockTrace:PollIntervalMs) value '-5': must be a whole number")]
-    [InlineData("SockTrace:AttachMode", "uprobe", "invalid --attach-mode (SOCKTRACE_ATTACH_MODE, SockTrace:AttachMode) value 'uprobe': must be one of auto, tracepoint")]
+    [InlineData("SockTrace:AttachMode", "uprobe", "invalid --attach-mode (SOCKTRACE_ATTACH_MODE, SockTrace:AttachMode) value 'uprobe': must be one of auto, fentry, kprobe, tracepoint")]
     public void BadValuesNameTheSettingAndTheRule(string key, string value, string message)
     {
         var ex = Assert.Throws<StartupException>(() => From((key, value)));

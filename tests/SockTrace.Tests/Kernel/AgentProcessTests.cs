@@ -1,4 +1,5 @@
 using System.Globalization;
+using SockTrace.Agent.Bpf;
 using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Kernel;
@@ -33,7 +34,8 @@ public sealed class AgentProcessTests
         // Every record the kernel produced reached the agent.
         Assert.Equal(0, samples.Sum("socktrace_ringbuf_drops_total"));
         Assert.Equal(0, samples.Sum("socktrace_events_total", ("type", "invalid")));
-        Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "accept4"), ("mode", "tracepoint")));
+        Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "accept"), ("mode", KernelPipeline.ExpectedMode(Hooks.Accept))));
+        Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "sock_established"), ("mode", KernelPipeline.ExpectedMode(Hooks.SockEstablished))));
         Assert.Equal(1, samples.Sum("socktrace_build_info"));
     }
 
@@ -43,7 +45,8 @@ public sealed class AgentProcessTests
         Requires.Bpf();
         using var agent = AgentProcess.StartObserving();
         var programs = Bpftool.ProgramsOf(agent.Pid);
-        Assert.Equal(5, programs.Count);
+        int expected = Hooks.All.Sum(h => h.Programs[Enum.Parse<AttachMode>(KernelPipeline.ExpectedMode(h), ignoreCase: true)].Length);
+        Assert.Equal(expected, programs.Count);
         Assert.Subset(Bpftool.ProgramIds(), programs);
 
         agent.Signal(15);

@@ -28,10 +28,21 @@ internal sealed class KernelPipeline : IDisposable
         Duration = Collect<double>(meters, "socktrace.accept.duration");
         QueueWait = Collect<double>(meters, "socktrace.accept.queue_wait");
         Decoder = new RecordDecoder(new AcceptMetrics(meters));
-        Source = new KernelEventSource(Decoder, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20)), NullLogger.Instance);
+        var kernel = KernelFeatures.Probe();
+        Plan = AttachPlan.For(kernel, AttachModeUnderTest);
+        Source = new KernelEventSource(Decoder, Plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20)), NullLogger.Instance);
         Source.Start();
     }
 
+    /// <summary>The mode the kernel tests run in: SOCKTRACE_ATTACH_MODE, as the agent reads it
+    /// (the kernel matrix runs them with kprobe and fentry under qemu), else auto.</summary>
+    public static string AttachModeUnderTest => Environment.GetEnvironmentVariable("SOCKTRACE_ATTACH_MODE") ?? "auto";
+
+    /// <summary>The mode auto or the forced mode resolves to for every hook on this kernel.</summary>
+    public static string ExpectedMode(Hook hook) =>
+        AttachPlan.For(KernelFeatures.Probe(), AttachModeUnderTest).Single(p => p.Hook == hook).Mode.Name();
+
+    public IReadOnlyList<HookPlan> Plan { get; }
     public KernelEventSource Source { get; }
     public RecordDecoder Decoder { get; }
     public MetricCollector<long> Accepts { get; }

@@ -1,0 +1,46 @@
+using SockTrace.Agent.Hosting;
+
+namespace SockTrace.Agent.Bpf;
+
+/// <summary>The mode a hook attaches with, and why the better modes were not used.</summary>
+public sealed record HookPlan(Hook Hook, AttachMode Mode, string Why);
+
+public static class AttachPlan
+{
+    /// <summary>
+    /// Picks each hook's mode: with "auto" the first of fentry, kprobe, tracepoint that the
+    /// kernel supports; with a forced mode that one, or a start-up error saying why not.
+    /// </summary>
+    public static IReadOnlyList<HookPlan> For(KernelFeatures kernel, string requested)
+    {
+        var plan = new List<HookPlan>();
+        foreach (var hook in Hooks.All)
+        {
+            if (requested != "auto")
+            {
+                var mode = AttachModes.Preference.Single(m => m.Name() == requested);
+                var support = kernel.Supports(hook, mode);
+                if (!support.Available)
+                    throw new StartupException(ExitCodes.KernelUnsupported,
+                        $"--attach-mode {requested} is not available for hook {hook.Name} on kernel {kernel.Release}: {support.Detail}");
+                plan.Add(new HookPlan(hook, mode, "forced by --attach-mode"));
+                continue;
+            }
+            var rejected = new List<string>();
+            HookPlan? chosen = null;
+            foreach (var mode in AttachModes.Preference)
+            {
+                var support = kernel.Supports(hook, mode);
+                if (support.Available)
+                {
+                    chosen = new HookPlan(hook, mode, rejected.Count == 0 ? "preferred" : string.Join("; ", rejected));
+                    break;
+                }
+                rejected.Add($"{mode.Name()}: {support.Detail}");
+            }
+            plan.Add(chosen ?? throw new StartupException(ExitCodes.KernelUnsupported,
+                $"no attach mode works for hook {hook.Name} on kernel {kernel.Release}: {string.Join("; ", rejected)}"));
+        }
+        return plan;
+    }
+}

@@ -1,0 +1,105 @@
+using SockTrace.Agent.Events;
+using SockTrace.Agent.Hosting;
+
+namespace SockTrace.Agent.Bpf;
+
+/// <summary>Whether something works on this kernel, and the evidence either way.</summary>
+public readonly record struct Support(bool Available, string Detail);
+
+/// <summary>
+/// What the running kernel allows, measured rather than guessed from its version: the
+/// kprobe PMU and kprobe_events are looked up, each kernel function is looked up in
+/// kallsyms, each tracepoint in tracefs, and fentry is tried by loading the programs.
+/// </summary>
+public sealed class KernelFeatures
+{
+    private const string KprobePmu = "/sys/bus/event_source/devices/kprobe";
+    private readonly Dictionary<(Hook, AttachMode), Support> _cache = [];
+    private readonly HashSet<string> _kernelFunctions;
+
+    private KernelFeatures(string tracefs)
+    {
+        Tracefs = tracefs;
+        Release = File.ReadAllText("/proc/sys/kernel/osrelease").Trim();
+        KprobeEvents = Path.Combine(tracefs, "kprobe_events");
+        bool pmu = Directory.Exists(KprobePmu);
+        bool events = File.Exists(KprobeEvents);
+        Kprobes = pmu || events
+            ? new(true, pmu ? $"kprobe PMU at {KprobePmu}" : $"{KprobeEvents} (no kprobe PMU)")
+            : new(false, $"no kprobe PMU ({KprobePmu}) and no {KprobeEvents}: the kernel is built without CONFIG_KPROBES");
+        _kernelFunctions = KernelFunctionsOf(Hooks.All);
+    }
+
+    public string Release { get; }
+    public string Tracefs { get; }
+    public string KprobeEvents { get; }
+    public Support Kprobes { get; }
+
+    /// <summary>Probes the kernel; <see cref="KernelPreflight.Run"/> must have passed.</summary>
+    public static KernelFeatures Probe() => new(KernelPreflight.TracefsRoot());
+
+    public Support Fentry => Supports(Hooks.Accept, AttachMode.Fentry);
+
+    public Support Supports(Hook hook, AttachMode mode)
+    {
+        if (!_cache.TryGetValue((hook, mode), out var support))
+            _cache[(hook, mode)] = support = Measure(hook, mode);
+        return support;
+    }
+
+    private Support Measure(Hook hook, AttachMode mode)
+    {
+        if (!hook.Programs.TryGetValue(mode, out var programs))
+            return new(false, $"hook {hook.Name} has no {mode.Name()} programs");
+        if (mode == AttachMode.Tracepoint)
+        {
+            var missing = programs.Select(p => p.Tracepoint!).Where(tp => !Directory.Exists(Path.Combine(Tracefs, "events", tp))).ToList();
+            return missing.Count == 0
+                ? new(true, string.Join(", ", programs.Select(p => p.Tracepoint).Distinct()))
+                : new(false, $"no tracepoint {string.Join(", ", missing)} in {Tracefs}/events");
+        }
+        var absent = programs.Select(p => p.KernelFunction!).Distinct().Where(f => !_kernelFunctions.Contains(f)).ToList();
+        if (absent.Count > 0)
+            return new(false, $"kernel function {string.Join(", ", absent)} not found in /proc/kallsyms (inlined or renamed in {Release})");
+        if (mode == AttachMode.Kprobe)
+            return Kprobes.Available ? new(true, Kprobes.Detail) : Kprobes;
+        return LibbpfLog.Probing(() => TryLoad(hook, programs));
+    }
+
+    /// <summary>fentry needs BTF, a JIT with trampolines, and no lockdown or LSM refusing
+    /// them: the only reliable test is to load the programs.</summary>
+    private static Support TryLoad(Hook hook, HookProgram[] programs)
+    {
+        using var obj = BpfObject.OpenEmbedded(hook.Object);
+        var wanted = programs.Select(p => p.Name).ToHashSet();
+        foreach (string program in obj.ProgramNames)
+            obj.SetAutoload(program, wanted.Contains(program));
+        try
+        {
+            obj.Load();
+            return new(true, "fentry programs load");
+        }
+        catch (BpfException ex)
+        {
+            string hint = ex.Errno == 1 ? " (kernel lockdown or a BPF LSM refuses tracing programs)" : "";
+            return new(false, $"loading fentry programs failed: {ErrnoNames.Describe(ex.Errno)}{hint}");
+        }
+    }
+
+    private static HashSet<string> KernelFunctionsOf(IEnumerable<Hook> hooks)
+    {
+        var wanted = hooks.SelectMany(h => h.Programs.Values).SelectMany(p => p).Select(p => p.KernelFunction).OfType<string>().ToHashSet();
+        var found = new HashSet<string>();
+        foreach (string line in File.ReadLines("/proc/kallsyms"))
+        {
+            // "ffffffff81e80410 T __sys_accept4": text symbols are T (global) or t (static).
+            int second = line.IndexOf(' ');
+            if (second < 0 || second + 3 >= line.Length || (line[second + 1] | 0x20) != 't')
+                continue;
+            string name = line[(second + 3)..];
+            if (wanted.Contains(name))
+                found.Add(name);
+        }
+        return found;
+    }
+}

@@ -1,0 +1,51 @@
+using System.Text;
+using SockTrace.Agent.Bpf;
+
+namespace SockTrace.Agent.Hosting;
+
+/// <summary>
+/// `socktrace check`: the kernel features the agent depends on, and the attach mode each
+/// hook would use with the given settings. Exits 0 only when the agent can run here, so it
+/// serves as an init container or a pre-flight step in a node image build.
+/// </summary>
+public static class CheckCommand
+{
+    public static int Run(AgentOptions options, TextWriter output)
+    {
+        // Probes are expected to fail on some kernels; their libbpf chatter is not the answer.
+        LibbpfLog.Install(Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+        KernelPreflight.Run();
+        var kernel = KernelFeatures.Probe();
+        var table = new StringBuilder();
+        table.AppendLine($"kernel {kernel.Release}");
+        table.AppendLine();
+        Row(table, "FEATURE", "AVAILABLE", "DETAIL");
+        Row(table, "btf", "yes", KernelPreflight.BtfPath);
+        Row(table, "tracefs", "yes", kernel.Tracefs);
+        Row(table, "kprobe", YesNo(kernel.Kprobes.Available), kernel.Kprobes.Detail);
+        bool maxActive = KprobeEvents.Writable(kernel.Tracefs);
+        Row(table, "kretprobe maxactive", YesNo(maxActive), maxActive
+            ? $"kprobe_events writable: kretprobes track {KprobeEvents.MaxActive} calls in flight"
+            : "kprobe_events not writable: kretprobes get the kernel default, max(10, 2 * CPUs)");
+        Row(table, "fentry", YesNo(kernel.Fentry.Available), kernel.Fentry.Detail);
+        table.AppendLine();
+        Row(table, "HOOK", "MODE", "WHY");
+        int exitCode = ExitCodes.Ok;
+        try
+        {
+            foreach (var hook in AttachPlan.For(kernel, options.AttachMode))
+                Row(table, hook.Hook.Name, hook.Mode.Name(), hook.Why);
+        }
+        catch (StartupException ex)
+        {
+            table.AppendLine($"cannot run here: {ex.Message}");
+            exitCode = ex.ExitCode;
+        }
+        output.Write(table.ToString());
+        return exitCode;
+    }
+
+    private static string YesNo(bool value) => value ? "yes" : "no";
+
+    private static void Row(StringBuilder table, string a, string b, string c) => table.AppendLine($"{a,-20} {b,-11} {c}");
+}
