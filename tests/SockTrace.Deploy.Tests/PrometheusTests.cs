@@ -48,6 +48,7 @@ public sealed class PrometheusTests(ITestOutputHelper output)
         string port = workload.Port.ToString(CultureInfo.InvariantCulture);
         Host.WaitUntil(() => Value(prometheus, $"sum(socktrace_accepts_total{{port=\"{port}\"}})") == accepts,
             $"prometheus to see {accepts} accepts on port {port}", TimeSpan.FromSeconds(20));
+        Assert.Equal(1, Value(prometheus, "count(up)"));
         // A few more scrapes with the final values, so every rate() window holds two samples.
         Thread.Sleep(3000);
         output.WriteLine($"workload: {accepts} accepts, {errors} EAGAIN on port {port}; scraped by {clock.Elapsed.TotalSeconds:0.0} s");
