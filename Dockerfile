@@ -1,13 +1,14 @@
 # The image is built by the same scripts as CI: scripts/publish.sh runs scripts/build.sh
 # (BPF toolchain from apt, then dotnet build), then publishes the agent.
 #
-# .NET 10 ships no Debian images (dotnet/dotnet-docker#6526), and Ubuntu 24.04 has no
-# standalone bpftool package, so the build runs on Debian 12, where the scripts are
-# tested, with the SDK copied from Microsoft's image: it is a portable build.
+# .NET 10 ships no Debian images (dotnet/dotnet-docker#6526), and Ubuntu 24.04's bpftool
+# is a wrapper that looks for the running kernel's linux-tools, so the build runs on
+# Debian 12, where the scripts are tested, with the SDK copied from Microsoft's image (a
+# portable build that needs only glibc, ICU and OpenSSL).
 FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS sdk
 
 FROM debian:12 AS build
-# libicu and libssl are what the SDK itself needs; the rest comes from scripts/setup.sh.
+# The rest of the toolchain comes from scripts/setup.sh.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libicu72 libssl3 \
  && rm -rf /var/lib/apt/lists/*
