@@ -8,6 +8,7 @@
  * agent picks the mode per hook at start-up and loads only those programs.
  */
 #include "common.bpf.h"
+#include "fdrace.bpf.h"
 #include <bpf/bpf_endian.h>
 
 #define AF_INET 2
@@ -48,16 +49,10 @@ struct {
  */
 static __always_inline struct sock *sock_of_fd(long fd)
 {
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
-	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
-	struct file **fds = BPF_CORE_READ(fdt, fd);
-	struct file *file = NULL;
+	struct file *file = st_file_at(st_fdtable(), fd);
 	struct socket *sock;
 	umode_t mode;
 
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
-		return NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
 	if (!file)
 		return NULL;
 	mode = BPF_CORE_READ(file, f_inode, i_mode);
@@ -109,12 +104,14 @@ static __always_inline void accept_exit(long ret)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct accept_call *call = bpf_map_lookup_elem(&st_accept_calls, &id);
-	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	__u64 now = bpf_ktime_get_ns();
 	struct st_accept_record *rec;
 	struct sock *sk;
 
 	if (!call)
 		return;
+	if (ret >= 0)
+		st_check_reuse_after_close(ret, now);
 	rec = st_reserve(sizeof(*rec));
 	if (!rec)
 		goto out;
@@ -126,10 +123,9 @@ static __always_inline void accept_exit(long ret)
 	rec->ret = ret;
 	rec->lport = call->lport;
 	rec->enter_ns = call->enter_ns;
-	rec->exit_ns = bpf_ktime_get_ns();
+	rec->exit_ns = now;
 	rec->cgroup_id = bpf_get_current_cgroup_id();
-	/* The process's name, not the accepting thread's ("worker-3"): bounded and stable. */
-	BPF_CORE_READ_STR_INTO(&rec->comm, task, group_leader, comm);
+	st_process_comm(rec->comm);
 	if (ret >= 0) {
 		/* Without an inet_csk_accept hook (tracepoint mode) the fd table says which
 		 * sock was accepted: fd_install() has run by the time accept returns. */

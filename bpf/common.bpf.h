@@ -9,20 +9,55 @@
 #include <bpf/bpf_tracing.h>
 #include "socktrace.h"
 
+/*
+ * Shared by every feature file. __weak: each file's copy is the same definition, and
+ * the static linker (bpftool gen object) keeps one of them.
+ */
+
 /* Sized by the agent before load (bpf_map__set_max_entries). */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 1 << 22);
-} st_events SEC(".maps");
+} st_events SEC(".maps") __weak;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, ST_COUNTER_COUNT);
 	__type(key, __u32);
 	__type(value, __u64);
-} st_counters SEC(".maps");
+} st_counters SEC(".maps") __weak;
 
-const volatile struct st_config st_cfg = {};
+/* The only .rodata global, at offset 0: the agent writes it between open and load. */
+const volatile struct st_config st_cfg __weak = {};
+
+static __always_inline struct task_struct *st_current(void)
+{
+	return (struct task_struct *)bpf_get_current_task();
+}
+
+/* current->files->fdt: the calling process's fd table. */
+static __always_inline struct fdtable *st_fdtable(void)
+{
+	return BPF_CORE_READ(st_current(), files, fdt);
+}
+
+/* The file in slot fd, or NULL when the slot is empty or out of range. */
+static __always_inline struct file *st_file_at(struct fdtable *fdt, long fd)
+{
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *file = NULL;
+
+	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	return file;
+}
+
+/* The process's name, not the thread's ("worker-3"): bounded and stable as a label. */
+static __always_inline void st_process_comm(char comm[ST_COMM_LEN])
+{
+	BPF_CORE_READ_STR_INTO((char (*)[ST_COMM_LEN])comm, st_current(), group_leader, comm);
+}
 
 static __always_inline void st_count(__u32 slot)
 {

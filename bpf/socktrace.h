@@ -12,7 +12,13 @@
 
 /* st_record_header.type */
 #define ST_RECORD_ACCEPT 1
-#define ST_RECORD_TYPE_COUNT 2
+#define ST_RECORD_FD_RACE 2
+#define ST_RECORD_TYPE_COUNT 3
+
+/* st_fd_race_record.kind */
+#define ST_RACE_DUP2_BUSY 1          /* dup2/dup3 onto a reserved, not yet installed fd: EBUSY */
+#define ST_RACE_INSTALL_OVERWRITE 2  /* fd_install() onto a slot that already holds a file */
+#define ST_RACE_REUSE_AFTER_CLOSE 3  /* fd closed by one thread, returned by accept to another */
 
 /* Slots of the per-CPU counter array st_counters. */
 #define ST_COUNTER_RINGBUF_DROPS 0  /* bpf_ringbuf_reserve failed: record lost */
@@ -44,9 +50,25 @@ struct st_accept_record {
 	char comm[ST_COMM_LEN];
 };
 
+/* An fd race, reported when it happens. */
+struct st_fd_race_record {
+	struct st_record_header hdr;
+	__u32 pid;
+	__u32 tid;
+	__s32 fd;
+	__u32 kind;           /* ST_RACE_* */
+	__u64 ts_ns;          /* CLOCK_MONOTONIC */
+	__u64 cgroup_id;
+	__u64 gap_ns;         /* reuse_after_close: from the close to accept's return */
+	__u32 other_tid;      /* reuse_after_close: the thread that closed the fd */
+	__u32 _pad0;
+	char comm[ST_COMM_LEN];
+};
+
 /* Set between open and load through the object's .rodata (the only global there). */
 struct st_config {
-	__u64 wakeup_bytes; /* wake the reader only once this much data is pending */
+	__u64 wakeup_bytes;     /* wake the reader only once this much data is pending */
+	__u64 reuse_window_ns;  /* an accept this soon after another thread's close is a race */
 };
 
 #endif /* SOCKTRACE_H */

@@ -2,33 +2,37 @@ using SockTrace.Agent.Hosting;
 
 namespace SockTrace.Agent.Bpf;
 
-/// <summary>The mode a hook attaches with, and why the better modes were not used.</summary>
-public sealed record HookPlan(Hook Hook, AttachMode Mode, string Why);
+/// <summary>The mode a hook attaches with (null: left out), and why the better modes were not used.</summary>
+public sealed record HookPlan(Hook Hook, AttachMode? Mode, string Why)
+{
+    public IEnumerable<HookProgram> Programs => Mode is { } mode ? Hook.Programs[mode] : [];
+}
 
 public static class AttachPlan
 {
     /// <summary>
     /// Picks each hook's mode: with "auto" the first of fentry, kprobe, tracepoint that the
     /// kernel supports; with a forced mode that one, or a start-up error saying why not.
+    /// A hook with no program for the forced mode (close has only tracepoints) picks as auto.
     /// </summary>
     public static IReadOnlyList<HookPlan> For(KernelFeatures kernel, string requested)
     {
         var plan = new List<HookPlan>();
         foreach (var hook in Hooks.All)
         {
-            if (requested != "auto")
+            var forced = AttachModes.Preference.SingleOrDefault(m => m.Name() == requested);
+            if (requested != "auto" && hook.Programs.ContainsKey(forced))
             {
-                var mode = AttachModes.Preference.Single(m => m.Name() == requested);
-                var support = kernel.Supports(hook, mode);
+                var support = kernel.Supports(hook, forced);
                 if (!support.Available)
                     throw new StartupException(ExitCodes.KernelUnsupported,
                         $"--attach-mode {requested} is not available for hook {hook.Name} on kernel {kernel.Release}: {support.Detail}");
-                plan.Add(new HookPlan(hook, mode, "forced by --attach-mode"));
+                plan.Add(new HookPlan(hook, forced, "forced by --attach-mode"));
                 continue;
             }
             var rejected = new List<string>();
             HookPlan? chosen = null;
-            foreach (var mode in AttachModes.Preference)
+            foreach (var mode in AttachModes.Preference.Where(hook.Programs.ContainsKey))
             {
                 var support = kernel.Supports(hook, mode);
                 if (support.Available)
@@ -38,6 +42,8 @@ public static class AttachPlan
                 }
                 rejected.Add($"{mode.Name()}: {support.Detail}");
             }
+            if (chosen is null && !hook.Required)
+                chosen = new HookPlan(hook, null, "left out: " + string.Join("; ", rejected));
             plan.Add(chosen ?? throw new StartupException(ExitCodes.KernelUnsupported,
                 $"no attach mode works for hook {hook.Name} on kernel {kernel.Release}: {string.Join("; ", rejected)}"));
         }

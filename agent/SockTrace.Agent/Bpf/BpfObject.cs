@@ -17,10 +17,13 @@ internal sealed unsafe class BpfObject : IDisposable
     private BpfObject(BpfObjectHandle handle, string name)
     {
         _handle = handle;
-        Name = name;
+        ObjectName = name;
     }
 
-    public string Name { get; }
+    public string ObjectName { get; }
+
+    /// <summary>The object every BPF feature file is linked into (bpf/Makefile).</summary>
+    public const string Name = "socktrace";
 
     /// <summary>Opens an object embedded in this assembly as "bpf/NAME.bpf.o".</summary>
     public static BpfObject OpenEmbedded(string name)
@@ -62,15 +65,16 @@ internal sealed unsafe class BpfObject : IDisposable
         }
     }
 
-    /// <summary>Writes the object's read-only configuration (its only .rodata global).</summary>
+    /// <summary>Writes the object's read-only configuration: its only .rodata global, at offset 0
+    /// (the static linker may leave room after it for the copies it merged).</summary>
     public void SetConfig<T>(in T config) where T : unmanaged
     {
         EnsureNotLoaded();
         nint map = FindMap(".rodata");
         nuint size;
         void* data = Interop.Libbpf.bpf_map__initial_value(map, &size);
-        if (data == null || size != (nuint)sizeof(T))
-            throw new InvalidOperationException($"{Name}: .rodata is {size} bytes, expected {sizeof(T)} for {typeof(T).Name}");
+        if (data == null || size < (nuint)sizeof(T))
+            throw new InvalidOperationException($"{ObjectName}: .rodata is {size} bytes, too small for {typeof(T).Name} ({sizeof(T)} bytes)");
         Unsafe.Write(data, config);
     }
 
@@ -79,7 +83,7 @@ internal sealed unsafe class BpfObject : IDisposable
         EnsureNotLoaded();
         int err = Interop.Libbpf.bpf_map__set_max_entries(FindMap(mapName), maxEntries);
         if (err < 0)
-            throw new BpfException("bpf_map__set_max_entries", -err, $"{Name}/{mapName} = {maxEntries}");
+            throw new BpfException("bpf_map__set_max_entries", -err, $"{ObjectName}/{mapName} = {maxEntries}");
     }
 
     public void SetAutoload(string programName, bool autoload)
@@ -87,7 +91,7 @@ internal sealed unsafe class BpfObject : IDisposable
         EnsureNotLoaded();
         int err = Interop.Libbpf.bpf_program__set_autoload(FindProgram(programName), autoload);
         if (err < 0)
-            throw new BpfException("bpf_program__set_autoload", -err, $"{Name}/{programName}");
+            throw new BpfException("bpf_program__set_autoload", -err, $"{ObjectName}/{programName}");
     }
 
     /// <summary>Relocates, verifies and loads every autoload program and creates the maps.</summary>
@@ -96,7 +100,7 @@ internal sealed unsafe class BpfObject : IDisposable
         EnsureNotLoaded();
         int err = LibbpfLog.Capture(() => Interop.Libbpf.bpf_object__load(_handle), out string log);
         if (err < 0)
-            throw new BpfException("bpf_object__load", -err, Name, log);
+            throw new BpfException("bpf_object__load", -err, ObjectName, log);
         _loaded = true;
     }
 
@@ -104,11 +108,11 @@ internal sealed unsafe class BpfObject : IDisposable
     public BpfLinkHandle Attach(string programName)
     {
         if (!_loaded)
-            throw new InvalidOperationException($"{Name}: attach before load");
+            throw new InvalidOperationException($"{ObjectName}: attach before load");
         nint prog = FindProgram(programName);
         nint link = LibbpfLog.Capture(() => Interop.Libbpf.bpf_program__attach(prog), out string log);
         if (link == 0)
-            throw new BpfException("bpf_program__attach", Marshal.GetLastPInvokeError(), $"{Name}/{programName}", log);
+            throw new BpfException("bpf_program__attach", Marshal.GetLastPInvokeError(), $"{ObjectName}/{programName}", log);
         return new BpfLinkHandle(link, _handle);
     }
 
@@ -116,14 +120,14 @@ internal sealed unsafe class BpfObject : IDisposable
     public BpfLinkHandle AttachPerfEvent(string programName, int perfEventFd, Action? afterDetach = null)
     {
         if (!_loaded)
-            throw new InvalidOperationException($"{Name}: attach before load");
+            throw new InvalidOperationException($"{ObjectName}: attach before load");
         nint prog = FindProgram(programName);
         nint link = LibbpfLog.Capture(() => Interop.Libbpf.bpf_program__attach_perf_event(prog, perfEventFd), out string log);
         if (link == 0)
         {
             int errno = Marshal.GetLastPInvokeError();
             Interop.Libc.close(perfEventFd);
-            throw new BpfException("bpf_program__attach_perf_event", errno, $"{Name}/{programName}", log);
+            throw new BpfException("bpf_program__attach_perf_event", errno, $"{ObjectName}/{programName}", log);
         }
         return new BpfLinkHandle(link, _handle, afterDetach);
     }
@@ -133,26 +137,26 @@ internal sealed unsafe class BpfObject : IDisposable
     {
         int fd = Interop.Libbpf.bpf_map__fd(FindMap(mapName));
         if (fd < 0)
-            throw new BpfException("bpf_map__fd", -fd, $"{Name}/{mapName}");
+            throw new BpfException("bpf_map__fd", -fd, $"{ObjectName}/{mapName}");
         return fd;
     }
 
     private nint FindMap(string mapName)
     {
         nint map = Interop.Libbpf.bpf_object__find_map_by_name(_handle, mapName);
-        return map != 0 ? map : throw new InvalidOperationException($"{Name}: no map named {mapName}");
+        return map != 0 ? map : throw new InvalidOperationException($"{ObjectName}: no map named {mapName}");
     }
 
     private nint FindProgram(string programName)
     {
         nint prog = Interop.Libbpf.bpf_object__find_program_by_name(_handle, programName);
-        return prog != 0 ? prog : throw new InvalidOperationException($"{Name}: no program named {programName}");
+        return prog != 0 ? prog : throw new InvalidOperationException($"{ObjectName}: no program named {programName}");
     }
 
     private void EnsureNotLoaded()
     {
         if (_loaded)
-            throw new InvalidOperationException($"{Name}: already loaded");
+            throw new InvalidOperationException($"{ObjectName}: already loaded");
     }
 
     /// <summary>Closes the object; links still alive keep it open until they are destroyed.</summary>

@@ -1,16 +1,20 @@
 namespace SockTrace.Agent.Bpf;
 
 /// <summary>One BPF program of a hook. <see cref="KernelFunction"/> is the function a kprobe or
-/// fentry program needs; <see cref="Tracepoint"/> the tracefs event a tracepoint program needs.</summary>
-public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool IsKretprobe = false);
+/// fentry program needs; <see cref="Tracepoint"/> the tracefs event a tracepoint program needs.
+/// <see cref="BlockingReturn"/> marks a kretprobe on a function that sleeps (accept), which
+/// needs a large maxactive (see <see cref="KprobeEvents"/>).</summary>
+public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false);
 
-/// <summary>A logical hook: the same record computed by different programs in each attach mode.</summary>
-public sealed record Hook(string Name, string Object, IReadOnlyDictionary<AttachMode, HookProgram[]> Programs);
+/// <summary>A logical hook: the same record computed by different programs in each attach mode.
+/// An optional hook that no mode supports is left out instead of stopping the agent.</summary>
+public sealed record Hook(string Name, IReadOnlyDictionary<AttachMode, HookProgram[]> Programs, bool Required = true);
 
-/// <summary>Every hook the agent attaches, and its programs per mode (see bpf/*.bpf.c).</summary>
+/// <summary>Every hook the agent attaches, and its programs per mode (see bpf/*.bpf.c; all are
+/// linked into the one object bpf/.output/socktrace.bpf.o).</summary>
 public static class Hooks
 {
-    public static readonly Hook Accept = new("accept", "accept", new Dictionary<AttachMode, HookProgram[]>
+    public static readonly Hook Accept = new("accept", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] =
         [
@@ -21,8 +25,8 @@ public static class Hooks
         [AttachMode.Kprobe] =
         [
             new("st_kp_sys_accept4", "__sys_accept4"),
-            new("st_krp_sys_accept4", "__sys_accept4", IsKretprobe: true),
-            new("st_krp_inet_csk_accept", "inet_csk_accept", IsKretprobe: true),
+            new("st_krp_sys_accept4", "__sys_accept4", BlockingReturn: true),
+            new("st_krp_inet_csk_accept", "inet_csk_accept", BlockingReturn: true),
         ],
         [AttachMode.Tracepoint] =
         [
@@ -33,12 +37,42 @@ public static class Hooks
         ],
     });
 
-    public static readonly Hook SockEstablished = new("sock_established", "accept", new Dictionary<AttachMode, HookProgram[]>
+    public static readonly Hook SockEstablished = new("sock_established", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] = [new("st_fe_tcp_set_state", "tcp_set_state")],
         [AttachMode.Kprobe] = [new("st_kp_tcp_set_state", "tcp_set_state")],
         [AttachMode.Tracepoint] = [new("st_tp_btf_inet_sock_set_state", Tracepoint: "sock/inet_sock_set_state")],
     });
 
-    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished];
+    public static readonly Hook Dup = new("dup", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Fentry] = [new("st_fx_do_dup2", "do_dup2")],
+        [AttachMode.Kprobe] = [new("st_kp_do_dup2", "do_dup2"), new("st_krp_do_dup2", "do_dup2")],
+        [AttachMode.Tracepoint] =
+        [
+            new("st_tp_enter_dup2", Tracepoint: "syscalls/sys_enter_dup2"),
+            new("st_tp_exit_dup2", Tracepoint: "syscalls/sys_exit_dup2"),
+            new("st_tp_enter_dup3", Tracepoint: "syscalls/sys_enter_dup3"),
+            new("st_tp_exit_dup3", Tracepoint: "syscalls/sys_exit_dup3"),
+        ],
+    });
+
+    /// <summary>No tracepoint exists in fd_install(): without kprobes or fentry,
+    /// install_overwrite is not observed (and socktrace_probe_info says so).</summary>
+    public static readonly Hook FdInstall = new("fd_install", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Fentry] = [new("st_fe_fd_install", "fd_install")],
+        [AttachMode.Kprobe] = [new("st_kp_fd_install", "fd_install")],
+    }, Required: false);
+
+    public static readonly Hook Close = new("close", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Tracepoint] =
+        [
+            new("st_tp_enter_close", Tracepoint: "syscalls/sys_enter_close"),
+            new("st_tp_exit_close", Tracepoint: "syscalls/sys_exit_close"),
+        ],
+    });
+
+    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close];
 }

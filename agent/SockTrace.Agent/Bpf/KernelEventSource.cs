@@ -19,23 +19,32 @@ public sealed partial class KernelEventSource : IEventSource
     public KernelEventSource(IRecordSink sink, IReadOnlyList<HookPlan> plan, KernelFeatures kernel, KernelSourceOptions options, ILogger logger)
     {
         _logger = logger;
-        _object = BpfObject.OpenEmbedded("accept");
+        _object = BpfObject.OpenEmbedded(BpfObject.Name);
         try
         {
-            var chosen = plan.SelectMany(h => h.Hook.Programs[h.Mode]).Select(p => p.Name).ToHashSet();
+            var chosen = plan.SelectMany(h => h.Programs).Select(p => p.Name).ToHashSet();
             foreach (string program in _object.ProgramNames)
                 _object.SetAutoload(program, chosen.Contains(program));
             _object.SetMaxEntries("st_events", options.RingBufferBytes);
-            _object.SetConfig(new BpfConfig { WakeupBytes = options.RingBufferBytes / 4 });
+            _object.SetConfig(new BpfConfig
+            {
+                WakeupBytes = options.RingBufferBytes / 4,
+                ReuseWindowNs = (ulong)(options.FdReuseWindow.Ticks * 100),
+            });
             _object.Load();
             bool kprobeEvents = KprobeEvents.Writable(kernel.Tracefs);
             foreach (var hook in plan)
             {
-                foreach (var program in hook.Hook.Programs[hook.Mode])
+                if (hook.Mode is not { } mode)
+                {
+                    LogLeftOut(hook.Hook.Name, hook.Why);
+                    continue;
+                }
+                foreach (var program in hook.Programs)
                     _links.Add(Attach(program, kprobeEvents, kernel.Tracefs));
-                LogAttached(hook.Hook.Name, hook.Mode.Name(), hook.Why);
+                LogAttached(hook.Hook.Name, mode.Name(), hook.Why);
             }
-            Probes = [.. plan.Select(h => new ProbeInfo(h.Hook.Name, h.Mode.Name()))];
+            Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
@@ -63,7 +72,7 @@ public sealed partial class KernelEventSource : IEventSource
 
     private BpfLinkHandle Attach(HookProgram program, bool kprobeEvents, string tracefs)
     {
-        if (!program.IsKretprobe)
+        if (!program.BlockingReturn)
             return _object.Attach(program.Name);
         if (kprobeEvents)
             return KprobeEvents.AttachKretprobe(_object, program.Name, program.KernelFunction!, tracefs);
@@ -82,9 +91,12 @@ public sealed partial class KernelEventSource : IEventSource
     [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Attached hook {Hook} in {Mode} mode ({Why})")]
     private partial void LogAttached(string hook, string mode, string why);
 
+    [LoggerMessage(EventId = 202, Level = LogLevel.Warning, Message = "Hook {Hook} is not attached: {Why}")]
+    private partial void LogLeftOut(string hook, string why);
+
     [LoggerMessage(EventId = 201, Level = LogLevel.Warning, Message = "kprobe_events is not writable: the kretprobe on {Function} uses the kernel's default maxactive, and returns beyond that many concurrent calls are missed")]
     private partial void LogDefaultMaxActive(string function);
 }
 
 /// <summary>Settings of the kernel source, validated by the host before use.</summary>
-public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval);
+public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval, TimeSpan FdReuseWindow);

@@ -70,7 +70,7 @@ public sealed class KernelFeatures
     /// them: the only reliable test is to load the programs.</summary>
     private static Support TryLoad(Hook hook, HookProgram[] programs)
     {
-        using var obj = BpfObject.OpenEmbedded(hook.Object);
+        using var obj = BpfObject.OpenEmbedded(BpfObject.Name);
         var wanted = programs.Select(p => p.Name).ToHashSet();
         foreach (string program in obj.ProgramNames)
             obj.SetAutoload(program, wanted.Contains(program));

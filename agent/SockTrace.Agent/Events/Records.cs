@@ -9,7 +9,24 @@ namespace SockTrace.Agent.Events;
 public static class RecordTypes
 {
     public const uint Accept = 1;
-    public const int Count = 2;
+    public const uint FdRace = 2;
+    public const int Count = 3;
+}
+
+/// <summary>st_fd_race_record.kind, and the `kind` label each becomes.</summary>
+public static class RaceKinds
+{
+    public const uint Dup2Busy = 1;
+    public const uint InstallOverwrite = 2;
+    public const uint ReuseAfterClose = 3;
+
+    public static string Label(uint kind) => kind switch
+    {
+        Dup2Busy => "dup2_busy",
+        InstallOverwrite => "install_overwrite",
+        ReuseAfterClose => "reuse_after_close",
+        _ => "unknown",
+    };
 }
 
 public static class KernelCounters
@@ -46,9 +63,26 @@ public struct AcceptRecord
 }
 
 [StructLayout(LayoutKind.Sequential)]
+public struct FdRaceRecord
+{
+    public RecordHeader Header;
+    public uint Pid;
+    public uint Tid;
+    public int Fd;
+    public uint Kind;
+    public ulong TimestampNs;
+    public ulong CgroupId;
+    public ulong GapNs;
+    public uint OtherTid;
+    private uint _pad0;
+    public Bytes16 Comm;
+}
+
+[StructLayout(LayoutKind.Sequential)]
 public struct BpfConfig
 {
     public ulong WakeupBytes;
+    public ulong ReuseWindowNs;
 }
 
 /// <summary>A fixed 16-byte field (addresses, task comm), usable as a span.</summary>

@@ -1,5 +1,6 @@
 using Microsoft.AspNetCore.Builder;
 using OpenTelemetry.Metrics;
+using OpenTelemetry.Resources;
 using SockTrace.Agent.Metrics;
 
 namespace SockTrace.Agent.Hosting;
@@ -33,10 +34,14 @@ public static class AgentHost
 
         builder.Services.AddSingleton(AgentOptions.From(builder.Configuration));
         builder.Services.AddSingleton<AcceptMetrics>();
+        builder.Services.AddSingleton<RecentRaces>(_ => new RecentRaces());
+        builder.Services.AddSingleton<FdRaceMetrics>();
         builder.Services.AddSingleton<AgentMetrics>();
         builder.Services.AddSingleton<AgentService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
-        builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
+        builder.Services.AddOpenTelemetry()
+            .ConfigureResource(resource => resource.AddService("socktrace", serviceVersion: typeof(AgentHost).Assembly.GetName().Version?.ToString(3)))
+            .WithMetrics(metrics => metrics
             .AddMeter(SockTraceMeter.Name)
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
 
@@ -44,7 +49,9 @@ public static class AgentHost
         // Instruments exist from the first scrape on, even before any record arrives.
         app.Services.GetRequiredService<AgentMetrics>();
         app.Services.GetRequiredService<AcceptMetrics>();
+        app.Services.GetRequiredService<FdRaceMetrics>();
         app.MapPrometheusScrapingEndpoint();
+        app.MapGet("/races", (RecentRaces races) => Results.Json(races.Snapshot(), RaceJson.Default.FdRaceArray));
         app.MapGet("/healthz", (AgentService agent) =>
             agent.Healthy ? Results.Text("ok\n") : Results.Text("not observing\n", statusCode: StatusCodes.Status503ServiceUnavailable));
         return app;
@@ -93,3 +100,8 @@ public static class AgentHost
         return copy.ToArray();
     }
 }
+
+/// <summary>Source-generated JSON for /races (no reflection at run time).</summary>
+[System.Text.Json.Serialization.JsonSerializable(typeof(FdRace[]))]
+[System.Text.Json.Serialization.JsonSourceGenerationOptions(PropertyNamingPolicy = System.Text.Json.Serialization.JsonKnownNamingPolicy.SnakeCaseLower)]
+internal sealed partial class RaceJson : System.Text.Json.Serialization.JsonSerializerContext;

@@ -6,12 +6,12 @@ using SockTrace.Agent.Bpf;
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>The agent's validated settings.</summary>
-public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval)
+public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval, TimeSpan FdReuseWindow)
 {
     public const string DefaultUrls = "http://0.0.0.0:9464";
     public static readonly string[] AttachModes = ["auto", .. Bpf.AttachModes.Preference.Select(m => m.Name())];
 
-    public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval);
+    public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval, FdReuseWindow);
 
     /// <summary>Reads and validates; a bad value is a <see cref="StartupException"/> naming the setting.</summary>
     public static AgentOptions From(IConfiguration config)
@@ -30,7 +30,11 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         if (poll is < 1 or > 10_000)
             throw Invalid(AgentSettings.PollIntervalMs, poll.ToString(CultureInfo.InvariantCulture), "must be from 1 to 10000");
 
-        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll));
+        uint reuseWindow = ParseUInt(config, AgentSettings.FdReuseWindowUs, 1000);
+        if (reuseWindow is < 1 or > 10_000_000)
+            throw Invalid(AgentSettings.FdReuseWindowUs, reuseWindow.ToString(CultureInfo.InvariantCulture), "must be from 1 to 10000000");
+
+        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow));
     }
 
     private static uint ParseUInt(IConfiguration config, AgentSetting setting, uint fallback)

@@ -11,6 +11,7 @@ namespace SockTrace.Agent.Hosting;
 public sealed partial class AgentService(
     AgentOptions options,
     AcceptMetrics acceptMetrics,
+    FdRaceMetrics fdRaceMetrics,
     AgentMetrics agentMetrics,
     IHostApplicationLifetime lifetime,
     ILoggerFactory loggerFactory) : IHostedService
@@ -26,7 +27,7 @@ public sealed partial class AgentService(
     {
         LibbpfLog.Install(loggerFactory.CreateLogger("SockTrace.Libbpf"));
         KernelPreflight.Run();
-        var decoder = new RecordDecoder(acceptMetrics);
+        var decoder = new RecordDecoder(acceptMetrics, fdRaceMetrics);
         var kernel = KernelFeatures.Probe();
         var plan = AttachPlan.For(kernel, options.AttachMode);
         var source = new KernelEventSource(decoder, plan, kernel, options.KernelSource, _logger);

@@ -13,8 +13,10 @@ public static class AgentSettings
         "size of the kernel-to-agent ring buffer, a power of two (default 4194304)");
     public static readonly AgentSetting PollIntervalMs = new("--poll-interval-ms", "SOCKTRACE_POLL_INTERVAL_MS", "SockTrace:PollIntervalMs",
         "longest time records wait in the ring before the agent reads them (default 100)");
+    public static readonly AgentSetting FdReuseWindowUs = new("--fd-reuse-window-us", "SOCKTRACE_FD_REUSE_WINDOW_US", "SockTrace:FdReuseWindowUs",
+        "an accept returning an fd another thread closed this recently is a reuse_after_close race (default 1000)");
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, ConfigFile];
 }

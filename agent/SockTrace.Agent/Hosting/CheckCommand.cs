@@ -34,7 +34,7 @@ public static class CheckCommand
         try
         {
             foreach (var hook in AttachPlan.For(kernel, options.AttachMode))
-                Row(table, hook.Hook.Name, hook.Mode.Name(), hook.Why);
+                Row(table, hook.Hook.Name, hook.Mode?.Name() ?? "-", hook.Why);
         }
         catch (StartupException ex)
         {

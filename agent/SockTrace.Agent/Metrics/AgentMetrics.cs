@@ -10,7 +10,7 @@ namespace SockTrace.Agent.Metrics;
 /// </summary>
 public sealed class AgentMetrics
 {
-    private static readonly string[] RecordTypeNames = ["invalid", "accept"];
+    private static readonly string[] RecordTypeNames = ["invalid", "accept", "fd_race"];
     private volatile IEventSource? _source;
     private volatile RecordDecoder? _decoder;
 

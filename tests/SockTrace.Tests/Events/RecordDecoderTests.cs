@@ -6,10 +6,12 @@ namespace SockTrace.Tests.Events;
 
 public sealed class RecordDecoderTests
 {
-    private sealed class Recorder : IAcceptHandler
+    private sealed class Recorder : IAcceptHandler, IFdRaceHandler
     {
         public List<AcceptRecord> Seen { get; } = [];
+        public List<FdRaceRecord> Races { get; } = [];
         public void OnAccept(in AcceptRecord record) => Seen.Add(record);
+        public void OnFdRace(in FdRaceRecord record) => Races.Add(record);
     }
 
     private static byte[] Bytes(AcceptRecord record)
@@ -31,7 +33,7 @@ public sealed class RecordDecoderTests
     public void DecodesAWellFormedRecordInPlace()
     {
         var recorder = new Recorder();
-        var decoder = new RecordDecoder(recorder);
+        var decoder = new RecordDecoder(recorder, recorder);
 
         decoder.OnRecord(Bytes(Accept()));
 
@@ -69,7 +71,7 @@ public sealed class RecordDecoderTests
     public void RejectsAndCountsMalformedRecords(string why, byte[] record)
     {
         var recorder = new Recorder();
-        var decoder = new RecordDecoder(recorder);
+        var decoder = new RecordDecoder(recorder, recorder);
 
         decoder.OnRecord(record);
 

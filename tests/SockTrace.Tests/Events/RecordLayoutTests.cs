@@ -30,13 +30,25 @@ public sealed class RecordLayoutTests
         { "st_accept_record.peer_addr", typeof(AcceptRecord), nameof(AcceptRecord.PeerAddr) },
         { "st_accept_record.peer_port", typeof(AcceptRecord), nameof(AcceptRecord.PeerPort) },
         { "st_accept_record.comm", typeof(AcceptRecord), nameof(AcceptRecord.Comm) },
+        { "st_fd_race_record.hdr", typeof(FdRaceRecord), nameof(FdRaceRecord.Header) },
+        { "st_fd_race_record.pid", typeof(FdRaceRecord), nameof(FdRaceRecord.Pid) },
+        { "st_fd_race_record.tid", typeof(FdRaceRecord), nameof(FdRaceRecord.Tid) },
+        { "st_fd_race_record.fd", typeof(FdRaceRecord), nameof(FdRaceRecord.Fd) },
+        { "st_fd_race_record.kind", typeof(FdRaceRecord), nameof(FdRaceRecord.Kind) },
+        { "st_fd_race_record.ts_ns", typeof(FdRaceRecord), nameof(FdRaceRecord.TimestampNs) },
+        { "st_fd_race_record.cgroup_id", typeof(FdRaceRecord), nameof(FdRaceRecord.CgroupId) },
+        { "st_fd_race_record.gap_ns", typeof(FdRaceRecord), nameof(FdRaceRecord.GapNs) },
+        { "st_fd_race_record.other_tid", typeof(FdRaceRecord), nameof(FdRaceRecord.OtherTid) },
+        { "st_fd_race_record.comm", typeof(FdRaceRecord), nameof(FdRaceRecord.Comm) },
         { "st_config.wakeup_bytes", typeof(BpfConfig), nameof(BpfConfig.WakeupBytes) },
+        { "st_config.reuse_window_ns", typeof(BpfConfig), nameof(BpfConfig.ReuseWindowNs) },
     };
 
     public static TheoryData<string, Type> Structs => new()
     {
         { "st_record_header", typeof(RecordHeader) },
         { "st_accept_record", typeof(AcceptRecord) },
+        { "st_fd_race_record", typeof(FdRaceRecord) },
         { "st_config", typeof(BpfConfig) },
     };
 
@@ -60,6 +72,10 @@ public sealed class RecordLayoutTests
         Assert.Equal(RecordTypes.Count, CLayout.Value["ST_RECORD_TYPE_COUNT"]);
         Assert.Equal(KernelCounters.RingBufferDrops, CLayout.Value["ST_COUNTER_RINGBUF_DROPS"]);
         Assert.Equal(KernelCounters.PendingMapFull, CLayout.Value["ST_COUNTER_PENDING_FULL"]);
+        Assert.Equal(RecordTypes.FdRace, CLayout.Value["ST_RECORD_FD_RACE"]);
+        Assert.Equal(RaceKinds.Dup2Busy, CLayout.Value["ST_RACE_DUP2_BUSY"]);
+        Assert.Equal(RaceKinds.InstallOverwrite, CLayout.Value["ST_RACE_INSTALL_OVERWRITE"]);
+        Assert.Equal(RaceKinds.ReuseAfterClose, CLayout.Value["ST_RACE_REUSE_AFTER_CLOSE"]);
     }
 
     private static Dictionary<string, long> CompileAndMeasure()
@@ -73,7 +89,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_REUSE_AFTER_CLOSE" })
             lines.Add($"P(\"{constant}\", {constant});");
 
         string dir = Directory.CreateTempSubdirectory("socktrace-layout").FullName;

@@ -27,10 +27,12 @@ internal sealed class KernelPipeline : IDisposable
         Errors = Collect<long>(meters, "socktrace.accept.errors");
         Duration = Collect<double>(meters, "socktrace.accept.duration");
         QueueWait = Collect<double>(meters, "socktrace.accept.queue_wait");
-        Decoder = new RecordDecoder(new AcceptMetrics(meters));
+        FdRaces = Collect<long>(meters, "socktrace.fd_races");
+        Races = new RecentRaces();
+        Decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
         var kernel = KernelFeatures.Probe();
         Plan = AttachPlan.For(kernel, AttachModeUnderTest);
-        Source = new KernelEventSource(Decoder, Plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20)), NullLogger.Instance);
+        Source = new KernelEventSource(Decoder, Plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
         Source.Start();
     }
 
@@ -39,8 +41,9 @@ internal sealed class KernelPipeline : IDisposable
     public static string AttachModeUnderTest => Environment.GetEnvironmentVariable("SOCKTRACE_ATTACH_MODE") ?? "auto";
 
     /// <summary>The mode auto or the forced mode resolves to for every hook on this kernel.</summary>
-    public static string ExpectedMode(Hook hook) =>
-        AttachPlan.For(KernelFeatures.Probe(), AttachModeUnderTest).Single(p => p.Hook == hook).Mode.Name();
+    public static string ExpectedMode(Hook hook) => PlanUnderTest().Single(p => p.Hook == hook).Mode?.Name() ?? "-";
+
+    public static IReadOnlyList<HookPlan> PlanUnderTest() => AttachPlan.For(KernelFeatures.Probe(), AttachModeUnderTest);
 
     public IReadOnlyList<HookPlan> Plan { get; }
     public KernelEventSource Source { get; }
@@ -49,6 +52,8 @@ internal sealed class KernelPipeline : IDisposable
     public MetricCollector<long> Errors { get; }
     public MetricCollector<double> Duration { get; }
     public MetricCollector<double> QueueWait { get; }
+    public MetricCollector<long> FdRaces { get; }
+    public RecentRaces Races { get; }
 
     private MetricCollector<T> Collect<T>(IMeterFactory meters, string instrument) where T : struct
     {
