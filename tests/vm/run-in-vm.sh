@@ -47,7 +47,8 @@ ensure_packages() {
     [ ${#missing[@]} -eq 0 ] && return
     say "installing ${missing[*]}"
     apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; }
+        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
+        || die "could not install ${missing[*]} with apt-get"
 }
 
 newest_kernel_pkg() {
