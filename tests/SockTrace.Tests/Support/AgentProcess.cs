@@ -77,7 +77,9 @@ internal sealed class AgentProcess : IDisposable
 
     public List<Sample> Scrape() => PrometheusText.Parse(ScrapeText());
 
-    public string ScrapeText() => _http.GetStringAsync($"http://127.0.0.1:{Port}/metrics").GetAwaiter().GetResult();
+    public string ScrapeText() => Get("/metrics");
+
+    public string Get(string path) => _http.GetStringAsync($"http://127.0.0.1:{Port}{path}").GetAwaiter().GetResult();
 
     public int WaitForExit(TimeSpan timeout)
     {

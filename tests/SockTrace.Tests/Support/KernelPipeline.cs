@@ -18,7 +18,8 @@ internal sealed class KernelPipeline : IDisposable
     private readonly ServiceProvider _services;
     private readonly List<IDisposable> _collectors = [];
 
-    public KernelPipeline()
+    /// <param name="fdReuseWindow">The reuse_after_close window (the agent's default is 1 ms).</param>
+    public KernelPipeline(TimeSpan? fdReuseWindow = null)
     {
         Requires.Bpf();
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
@@ -32,7 +33,10 @@ internal sealed class KernelPipeline : IDisposable
         Decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
         var kernel = KernelFeatures.Probe();
         Plan = AttachPlan.For(kernel, AttachModeUnderTest);
-        Source = new KernelEventSource(Decoder, Plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
+        Source = new KernelEventSource(Decoder, Plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), fdReuseWindow ?? TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
+        Rx = new RxMetrics(meters);
+        Rx.Observe(Source.RxDevices.Read);
+        RxBytes = Collect<long>(meters, "socktrace.rx.bytes");
         Source.Start();
     }
 
@@ -54,6 +58,16 @@ internal sealed class KernelPipeline : IDisposable
     public MetricCollector<double> QueueWait { get; }
     public MetricCollector<long> FdRaces { get; }
     public RecentRaces Races { get; }
+    public RxMetrics Rx { get; }
+    public MetricCollector<long> RxBytes { get; }
+
+    /// <summary>socktrace.rx.bytes as a scrape reads it now, by (path, device).</summary>
+    public Dictionary<(string Path, string Device), long> ScrapeRxBytes()
+    {
+        RxBytes.Clear();
+        RxBytes.RecordObservableInstruments();
+        return RxBytes.GetMeasurementSnapshot().ToDictionary(m => ((string)m.Tags["path"]!, (string)m.Tags["device"]!), m => m.Value);
+    }
 
     private MetricCollector<T> Collect<T>(IMeterFactory meters, string instrument) where T : struct
     {
