@@ -16,7 +16,9 @@ run() {
   if ! "$@" 2>&1 | tee "$results/$name.log"; then status=1; fi
 }
 
-run host dotnet test SockTrace.sln -c Release --no-build -nologo
+# Category=Nic needs a real NIC driver: it runs in the guest, below.
+run host dotnet test SockTrace.sln -c Release --no-build -nologo --filter 'Category!=Nic'
+run guest tests/vm/matrix.sh
 
 passed=0 failed=0
 for log in "$results"/*.log; do

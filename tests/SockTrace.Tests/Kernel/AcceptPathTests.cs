@@ -1,3 +1,4 @@
+using System.Net.Sockets;
 using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Kernel;
@@ -75,6 +76,51 @@ public sealed class AcceptPathTests
         // Accepted the moment it was established: the queue wait is the handshake-to-wakeup gap.
         var queueWait = Assert.Single(pipeline.Settle(pipeline.QueueWait, KernelPipeline.OnPort<double>(port), 1));
         Assert.InRange(queueWait.Value, 0, 0.05);
+    }
+
+    /// <summary>Every blocked accept holds a kretprobe instance in kprobe mode; with too few
+    /// (the kernel default is max(10, 2 * CPUs)) returns would be lost.</summary>
+    [Fact]
+    public void SixtyFourThreadsBlockedInAcceptAreAllCounted()
+    {
+        const int n = 64;
+        using var pipeline = new KernelPipeline();
+        using var listener = Loopback.Listen(backlog: n);
+        int port = listener.Port();
+        var accepted = new Socket?[n];
+        var threads = Enumerable.Range(0, n).Select(i => new Thread(() => accepted[i] = listener.Accept()) { IsBackground = true }).ToList();
+        threads.ForEach(t => t.Start());
+        Eventually.True(() => ThreadsInAccept() >= n, $"{n} threads blocked in accept4");
+
+        var clients = Enumerable.Range(0, n).Select(_ => Loopback.Connect(port)).ToList();
+        threads.ForEach(t => t.Join());
+
+        var accepts = pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), n);
+        Assert.Equal(n, accepts.Sum(m => m.Value));
+        Assert.Equal(n, pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), n).Count);
+        foreach (var s in clients.Concat(accepted))
+            s?.Dispose();
+    }
+
+    /// <summary>Threads of this process sleeping in accept4(2), per /proc/self/task/*/syscall.</summary>
+    private static int ThreadsInAccept()
+    {
+        int accept4 = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.Arm64 ? 242 : 288;
+        int count = 0;
+        foreach (string task in Directory.EnumerateDirectories("/proc/self/task"))
+        {
+            try
+            {
+                string line = File.ReadAllText(Path.Combine(task, "syscall"));
+                if (line.StartsWith(accept4.ToString(System.Globalization.CultureInfo.InvariantCulture) + " ", StringComparison.Ordinal))
+                    count++;
+            }
+            catch (IOException)
+            {
+                // The thread exited while we looked.
+            }
+        }
+        return count;
     }
 
     [Fact]

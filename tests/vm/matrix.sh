@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The kernel tests on a second kernel, in the attach modes this machine's kernel lacks:
+# one boot of Debian's 6.1 under qemu (run-in-vm.sh), the kernel tests once with
+# --attach-mode kprobe and once with fentry, plus the NIC test (kprobe mode), whose
+# bytes this script sends from the host into the guest's e1000 NIC.
+# Expects the solution built in Release (scripts/build.sh). Run as root.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+host_port=${SOCKTRACE_VM_NIC_HOST_PORT:-18480}
+guest_port=8480
+bytes=1000000
+
+# One connection a second, each sending exactly $bytes, until the VM is gone. Before
+# the guest test listens, qemu's forward resets each connection at once; the test
+# accepts one and reads it to the end.
+send_forever() {
+  while sleep 1; do
+    { exec 3<>"/dev/tcp/127.0.0.1/$host_port" && head -c "$bytes" /dev/zero >&3; exec 3>&-; } 2>/dev/null || true
+  done
+}
+send_forever &
+sender=$!
+trap 'kill $sender 2>/dev/null || true' EXIT
+
+project=tests/SockTrace.Tests/SockTrace.Tests.csproj
+SOCKTRACE_TEST_NIC_PORT=$guest_port SOCKTRACE_TEST_NIC_BYTES=$bytes \
+tests/vm/run-in-vm.sh --nic "$host_port:$guest_port" --timeout "${SOCKTRACE_VM_TIMEOUT:-1500}" -- sh -c "
+  rc=0
+  echo '== guest: kprobe'
+  SOCKTRACE_ATTACH_MODE=kprobe dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Nic' || rc=1
+  echo '== guest: fentry'
+  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel' || rc=1
+  exit \$rc"
