@@ -67,10 +67,17 @@ static __always_inline void st_count(__u32 slot)
 		*v += 1;
 }
 
-/* Reserve a record, counting the loss when the ring is full. */
+/*
+ * Reserve a record, counting every attempt and each loss when the ring is full, so the
+ * agent can prove produced = delivered + dropped instead of trusting that nothing else
+ * went missing.
+ */
 static __always_inline void *st_reserve(__u32 size)
 {
-	void *rec = bpf_ringbuf_reserve(&st_events, size, 0);
+	void *rec;
+
+	st_count(ST_COUNTER_PRODUCED);
+	rec = bpf_ringbuf_reserve(&st_events, size, 0);
 
 	if (!rec)
 		st_count(ST_COUNTER_RINGBUF_DROPS);

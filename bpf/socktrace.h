@@ -23,7 +23,8 @@
 /* Slots of the per-CPU counter array st_counters. */
 #define ST_COUNTER_RINGBUF_DROPS 0  /* bpf_ringbuf_reserve failed: record lost */
 #define ST_COUNTER_PENDING_FULL 1   /* in-flight map update failed: call not traced */
-#define ST_COUNTER_COUNT 2
+#define ST_COUNTER_PRODUCED 2       /* every reserve attempt: produced = delivered + dropped */
+#define ST_COUNTER_COUNT 3
 
 /* Every record starts with this header. */
 struct st_record_header {

@@ -60,6 +60,8 @@ public sealed partial class KernelEventSource : IEventSource
 
     public ulong RecordsDropped => _counters.Read(KernelCounters.RingBufferDrops);
 
+    public ulong? RecordsProduced => _counters.Read(KernelCounters.RecordsProduced);
+
     public event Action<Exception>? Faulted;
 
     public void Start() => _reader.Start();

@@ -9,6 +9,9 @@ public interface IEventSource : IDisposable
     /// <summary>Records lost before they reached the sink (ring buffer full).</summary>
     ulong RecordsDropped { get; }
 
+    /// <summary>Records the source tried to hand over, delivered or dropped; null when it does not count them.</summary>
+    ulong? RecordsProduced => null;
+
     /// <summary>Raised, on any thread, when the source stops producing because of an error.</summary>
     event Action<Exception>? Faulted;
 

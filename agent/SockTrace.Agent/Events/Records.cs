@@ -33,6 +33,7 @@ public static class KernelCounters
 {
     public const uint RingBufferDrops = 0;
     public const uint PendingMapFull = 1;
+    public const uint RecordsProduced = 2;
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -21,6 +21,10 @@ public sealed class AgentMetrics
             description: "Records received from the kernel, by type; type=\"invalid\" counts malformed records that were rejected.");
         meter.CreateObservableCounter("socktrace.ringbuf.drops", ObserveDrops,
             description: "Records lost because the ring buffer was full (counted in the kernel).");
+        // Observed after the two above, so a scrape reads it last: records in flight can only
+        // make produced exceed events + drops, never fall short of it.
+        meter.CreateObservableCounter("socktrace.records.produced", ObserveProduced,
+            description: "Records the kernel tried to write to the ring buffer; equals the sum of socktrace_events_total and socktrace_ringbuf_drops_total once the ring is drained.");
         meter.CreateObservableGauge("socktrace.probe.info", ObserveProbes,
             description: "1 for each attached hook, labelled with the attach mode it uses.");
         string version = typeof(AgentMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
@@ -47,6 +51,12 @@ public sealed class AgentMetrics
     {
         if (_source is { } source)
             yield return new((long)source.RecordsDropped);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveProduced()
+    {
+        if (_source?.RecordsProduced is { } produced)
+            yield return new((long)produced);
     }
 
     private IEnumerable<Measurement<int>> ObserveProbes()

@@ -72,6 +72,7 @@ public sealed class RecordLayoutTests
         Assert.Equal(RecordTypes.Count, CLayout.Value["ST_RECORD_TYPE_COUNT"]);
         Assert.Equal(KernelCounters.RingBufferDrops, CLayout.Value["ST_COUNTER_RINGBUF_DROPS"]);
         Assert.Equal(KernelCounters.PendingMapFull, CLayout.Value["ST_COUNTER_PENDING_FULL"]);
+        Assert.Equal(KernelCounters.RecordsProduced, CLayout.Value["ST_COUNTER_PRODUCED"]);
         Assert.Equal(RecordTypes.FdRace, CLayout.Value["ST_RECORD_FD_RACE"]);
         Assert.Equal(RaceKinds.Dup2Busy, CLayout.Value["ST_RACE_DUP2_BUSY"]);
         Assert.Equal(RaceKinds.InstallOverwrite, CLayout.Value["ST_RACE_INSTALL_OVERWRITE"]);
@@ -89,7 +90,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_REUSE_AFTER_CLOSE" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_REUSE_AFTER_CLOSE" })
             lines.Add($"P(\"{constant}\", {constant});");
 
         string dir = Directory.CreateTempSubdirectory("socktrace-layout").FullName;
