@@ -17,6 +17,7 @@ internal static unsafe partial class KprobeEvents
     public const int MaxActive = 1024;
 
     private const string Group = "socktrace";
+    private static int s_attachments;
 
     public static bool Writable(string tracefs)
     {
@@ -27,7 +28,9 @@ internal static unsafe partial class KprobeEvents
     public static BpfLinkHandle AttachKretprobe(BpfObject obj, string program, string function, string tracefs)
     {
         string eventsFile = Path.Combine(tracefs, "kprobe_events");
-        string name = $"{Group}_{Environment.ProcessId}_{program}";
+        // Unique per attachment: one process may hold several objects (tests do), and
+        // creating an event name that exists fails with EEXIST.
+        string name = $"{Group}_{Environment.ProcessId}_{Interlocked.Increment(ref s_attachments)}_{program}";
         RemoveStale(eventsFile);
         Append(eventsFile, $"r{MaxActive}:{Group}/{name} {function}");
         try
@@ -60,7 +63,7 @@ internal static unsafe partial class KprobeEvents
     {
         foreach (string line in File.ReadAllLines(eventsFile))
         {
-            // "r1024:socktrace/socktrace_4242_st_krp_sys_accept4 __sys_accept4"
+            // "r1024:socktrace/socktrace_4242_1_st_krp_sys_accept4 __sys_accept4"
             int slash = line.IndexOf($":{Group}/", StringComparison.Ordinal);
             if (slash < 0)
                 continue;

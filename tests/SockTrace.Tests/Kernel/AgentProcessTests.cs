@@ -40,6 +40,26 @@ public sealed class AgentProcessTests
     }
 
     [Fact]
+    public void ServesRacesWithTheCulpritsPidAndFd()
+    {
+        Requires.Bpf();
+        using var agent = AgentProcess.StartObserving("--poll-interval-ms", "20");
+
+        var run = FdRaceWorkload.Run("dup2-busy", "3");
+
+        string comm = FdRaceWorkload.Comm("dup2-busy");
+        Eventually.True(() => agent.Scrape().Sum("socktrace_fd_races_total", ("kind", "dup2_busy"), ("comm", comm)) >= 3, "races on /metrics");
+        Thread.Sleep(300);
+        Assert.Equal(3, agent.Scrape().Sum("socktrace_fd_races_total", ("kind", "dup2_busy"), ("comm", comm)));
+        using var races = System.Text.Json.JsonDocument.Parse(agent.Get("/races"));
+        var mine = races.RootElement.EnumerateArray()
+            .Where(r => r.GetProperty("pid").GetInt32() == run.Pid && r.GetProperty("kind").GetString() == "dup2_busy").ToList();
+        Assert.Equal(run.Races.Select(r => r.Fd), mine.Select(r => r.GetProperty("fd").GetInt32()));
+        Assert.All(mine, r => Assert.Equal(comm, r.GetProperty("comm").GetString()));
+        Assert.Contains($"fd race dup2_busy: process {comm} pid {run.Pid}", agent.Stdout);
+    }
+
+    [Fact]
     public void SigtermDetachesEveryProgram()
     {
         Requires.Bpf();
@@ -51,7 +71,7 @@ public sealed class AgentProcessTests
 
         agent.Signal(15);
 
-        Assert.Equal(0, agent.WaitForExit(TimeSpan.FromSeconds(30)));
+        Assert.Equal(0, agent.WaitForExit(TimeSpan.FromMinutes(5)));
         Assert.Contains("Detached all hooks", agent.Stdout);
         Assert.Empty(Bpftool.ProgramIds().Intersect(programs));
     }
@@ -63,7 +83,7 @@ public sealed class AgentProcessTests
     public void BadInputExitsWithOneLine(string[] args, int exitCode, string line)
     {
         using var agent = AgentProcess.Start(args);
-        Assert.Equal(exitCode, agent.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal(exitCode, agent.WaitForExit(TimeSpan.FromMinutes(5)));
         Assert.Equal(line, agent.Stderr.Trim());
     }
 
@@ -73,7 +93,7 @@ public sealed class AgentProcessTests
         Requires.Bpf();
         using var taken = Loopback.Listen();
         using var agent = AgentProcess.Start(["--urls", $"http://127.0.0.1:{taken.Port()}"]);
-        Assert.Equal(6, agent.WaitForExit(TimeSpan.FromSeconds(60)));
+        Assert.Equal(6, agent.WaitForExit(TimeSpan.FromMinutes(5)));
         Assert.Equal($"socktrace: cannot serve metrics: Failed to bind to address http://127.0.0.1:{taken.Port()}: address already in use.", agent.Stderr.Trim());
     }
 }

@@ -11,7 +11,7 @@ internal sealed class AgentProcess : IDisposable
     private readonly Process _process;
     private readonly StringBuilder _stdout = new();
     private readonly StringBuilder _stderr = new();
-    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(10) };
+    private readonly HttpClient _http = new() { Timeout = TimeSpan.FromSeconds(60) };
 
     private AgentProcess(Process process, int port)
     {
@@ -57,7 +57,7 @@ internal sealed class AgentProcess : IDisposable
     public static AgentProcess StartObserving(params string[] args)
     {
         var agent = Start(args);
-        Eventually.True(() => agent.Healthy(), "the agent's /healthz", TimeSpan.FromSeconds(60));
+        Eventually.True(() => agent.Healthy(), "the agent's /healthz", TimeSpan.FromMinutes(5));
         return agent;
     }
 
