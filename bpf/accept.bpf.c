@@ -42,6 +42,40 @@ struct {
 	__type(value, __u64);
 } st_established SEC(".maps");
 
+/* A TCP endpoint as the peer of an accepted socket sees it: IPv4 as ::ffff:a.b.c.d,
+ * so that a v4 client of a dual-stack listener matches. */
+struct client_key {
+	__u8 addr[16];
+	__u16 port;
+	__u16 _pad[3];
+};
+
+/*
+ * Client sockets of this host, in any network namespace, that completed a connect().
+ * An accepted connection whose peer endpoint is in here came from this host: from
+ * another pod or process on the node (peer "local"), whatever device it arrived on.
+ * The receiving device cannot say so: a pod's traffic from the node and from
+ * elsewhere both arrive on its veth. LRU: most clients connect to other hosts.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct client_key);
+	__type(value, __u8);
+} st_local_clients SEC(".maps");
+
+static __always_inline void client_key_of(struct client_key *key, __u16 family, const __u8 *addr, __u16 port)
+{
+	if (family == AF_INET) {
+		key->addr[10] = 0xff;
+		key->addr[11] = 0xff;
+		__builtin_memcpy(&key->addr[12], addr, 4);
+	} else {
+		__builtin_memcpy(key->addr, addr, 16);
+	}
+	key->port = port;
+}
+
 /*
  * current->files->fdt->fd[fd]->private_data->sk, or NULL when fd is not a socket.
  * A socket file's private_data is its struct socket (sock_alloc_file(),
@@ -84,14 +118,22 @@ static __always_inline void accept_enter(long listen_fd)
 static __always_inline void fill_peer(struct st_accept_record *rec, struct sock *sk)
 {
 	__u64 key = (__u64)sk;
+	struct client_key client = {};
 	__u64 *established;
 
 	rec->family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	rec->peer_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
 	if (rec->family == AF_INET)
-		BPF_CORE_READ_INTO(&rec->peer_addr[0], sk, __sk_common.skc_daddr);
+		/* Through a __u32 pointer: the macro reads sizeof(*dst) bytes. */
+		BPF_CORE_READ_INTO((__u32 *)rec->peer_addr, sk, __sk_common.skc_daddr);
 	else
 		BPF_CORE_READ_INTO(&rec->peer_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
+
+	client_key_of(&client, rec->family, rec->peer_addr, rec->peer_port);
+	if (bpf_map_lookup_elem(&st_local_clients, &client)) {
+		rec->peer_local = 1;
+		bpf_map_delete_elem(&st_local_clients, &client);
+	}
 
 	established = bpf_map_lookup_elem(&st_established, &key);
 	if (established) {
@@ -148,6 +190,29 @@ static __always_inline void accept_sock(struct sock *sk)
 }
 
 /*
+ * An active open reaches ESTABLISHED when the SYN-ACK arrives (tcp_finish_connect(),
+ * net/ipv4/tcp_input.c), before it sends the ACK that lets the other end accept, so a
+ * local client is always recorded before its connection is accepted. Not at SYN_SENT:
+ * tcp_v4_connect() sets that state before inet_hash_connect() picks the source port.
+ */
+static __always_inline void client_established(const struct sock *sk)
+{
+	struct client_key key = {};
+	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
+	__u8 addr[16] = {};
+	__u8 one = 1;
+
+	if (family == AF_INET)
+		BPF_CORE_READ_INTO((__u32 *)addr, sk, __sk_common.skc_rcv_saddr);
+	else if (family == AF_INET6)
+		BPF_CORE_READ_INTO(&addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	else
+		return;
+	client_key_of(&key, family, addr, BPF_CORE_READ(sk, __sk_common.skc_num));
+	bpf_map_update_elem(&st_local_clients, &key, &one, BPF_ANY);
+}
+
+/*
  * A passive-open child is created in SYN_RECV and moves to ESTABLISHED when the
  * handshake's final ACK is processed (tcp_rcv_state_process(), net/ipv4/tcp_input.c),
  * just before it is queued for accept. Active opens go SYN_SENT -> ESTABLISHED and
@@ -158,6 +223,8 @@ static __always_inline void sock_state_change(const struct sock *sk, int oldstat
 	__u64 key = (__u64)sk;
 	__u64 now;
 
+	if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED)
+		client_established(sk);
 	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
 		return;
 	now = bpf_ktime_get_ns();
@@ -245,7 +312,8 @@ int st_tp_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* ---- hook "sock_established": a child socket entering the accept queue ---- */
+/* ---- hook "sock_established": a child socket entering the accept queue, and a
+ * client socket of this host completing its connect ---- */
 
 /* tcp_set_state() is where every TCP state change happens (net/ipv4/tcp.c); the old
  * state is still in sk_state on entry. */

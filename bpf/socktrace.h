@@ -46,7 +46,7 @@ struct st_accept_record {
 	__u64 cgroup_id;
 	__u8 peer_addr[16];   /* IPv4 in the first 4 bytes, or IPv6, network order */
 	__u16 peer_port;      /* host byte order; never a metric label */
-	__u16 _pad0;
+	__u16 peer_local;     /* 1: the connecting socket is on this host (any network namespace) */
 	__u32 _pad1;
 	char comm[ST_COMM_LEN];
 };
@@ -64,6 +64,29 @@ struct st_fd_race_record {
 	__u32 other_tid;      /* reuse_after_close: the thread that closed the fd */
 	__u32 _pad0;
 	char comm[ST_COMM_LEN];
+};
+
+/* st_rx_value.path: how a device hands packets to the stack. */
+#define ST_RX_PATH_LOOPBACK 1  /* IFF_LOOPBACK */
+#define ST_RX_PATH_NIC 2       /* a driver bound to a bus device (dev->dev.parent) */
+#define ST_RX_PATH_VIRTUAL 3   /* veth, bridge, tun and other software devices */
+
+#define ST_IFNAME_LEN 16
+
+/* Key of the per-CPU map st_rx_devices: ifindex alone repeats in every network namespace. */
+struct st_rx_key {
+	__u32 netns;          /* inode number of the device's network namespace */
+	__u32 ifindex;
+};
+
+/* Packets a device handed to the protocol stack, on one CPU. path and name are written
+ * by the CPU that first saw the device; the other CPUs' copies leave them zero. */
+struct st_rx_value {
+	__u64 packets;
+	__u64 bytes;          /* skb->len at the hand-off: IP header onwards */
+	__u32 path;           /* ST_RX_PATH_* */
+	__u32 _pad0;
+	char name[ST_IFNAME_LEN];
 };
 
 /* Set between open and load through the object's .rodata (the only global there). */

@@ -14,11 +14,12 @@ public static class AttachPlan
     /// Picks each hook's mode: with "auto" the first of fentry, kprobe, tracepoint that the
     /// kernel supports; with a forced mode that one, or a start-up error saying why not.
     /// A hook with no program for the forced mode (close has only tracepoints) picks as auto.
+    /// Only <paramref name="hooks"/> are planned (default every hook); the others are not loaded.
     /// </summary>
-    public static IReadOnlyList<HookPlan> For(KernelFeatures kernel, string requested)
+    public static IReadOnlyList<HookPlan> For(KernelFeatures kernel, string requested, IEnumerable<Hook>? hooks = null)
     {
         var plan = new List<HookPlan>();
-        foreach (var hook in Hooks.All)
+        foreach (var hook in hooks ?? Hooks.All)
         {
             var forced = AttachModes.Preference.SingleOrDefault(m => m.Name() == requested);
             if (requested != "auto" && hook.Programs.ContainsKey(forced))

@@ -74,5 +74,22 @@ public static class Hooks
         ],
     });
 
-    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close];
+    /// <summary>Every skb handed to the protocol stack (bpf/rx.bpf.c says why these functions).
+    /// Off with --rx-metrics off.</summary>
+    public static readonly Hook Rx = new("rx", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Fentry] =
+        [
+            new("st_fe_netif_receive_skb_one_core", "__netif_receive_skb_one_core"),
+            new("st_fe_netif_receive_skb_list_core", "__netif_receive_skb_list_core"),
+        ],
+        [AttachMode.Kprobe] =
+        [
+            new("st_kp_netif_receive_skb_one_core", "__netif_receive_skb_one_core"),
+            new("st_kp_netif_receive_skb_list_core", "__netif_receive_skb_list_core"),
+        ],
+        [AttachMode.Tracepoint] = [new("st_tp_btf_netif_receive_skb", Tracepoint: "net/netif_receive_skb")],
+    });
+
+    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close, Rx];
 }

@@ -71,6 +71,10 @@ internal static unsafe partial class Interop
         [LibraryImport(Library)]
         internal static partial int bpf_map_lookup_elem(int fd, void* key, void* value);
 
+        /// <summary>The key after <paramref name="key"/> (the first when it is null); -ENOENT after the last.</summary>
+        [LibraryImport(Library)]
+        internal static partial int bpf_map_get_next_key(int fd, void* key, void* nextKey);
+
         [LibraryImport(Library)]
         internal static partial int libbpf_num_possible_cpus();
 

@@ -46,6 +46,7 @@ public sealed partial class KernelEventSource : IEventSource
             }
             Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
+            RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_devices"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
         }
@@ -61,6 +62,9 @@ public sealed partial class KernelEventSource : IEventSource
     public ulong RecordsDropped => _counters.Read(KernelCounters.RingBufferDrops);
 
     public ulong? RecordsProduced => _counters.Read(KernelCounters.RecordsProduced);
+
+    /// <summary>The rx hook's per-device counters; empty when the hook is not loaded.</summary>
+    public RxDeviceCounters RxDevices { get; }
 
     public event Action<Exception>? Faulted;
 

@@ -4,6 +4,7 @@ public enum PeerClass : byte
 {
     Loopback,
     Remote,
+    Local,
 }
 
 public static class PeerAddress
@@ -11,8 +12,16 @@ public static class PeerAddress
     private const ushort AfInet = 2;
     private const ushort AfInet6 = 10;
 
-    /// <summary>Loopback: 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6.</summary>
-    public static PeerClass Classify(ushort family, ReadOnlySpan<byte> addr)
+    /// <summary>Loopback: 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6. Local: any other
+    /// peer whose connecting socket the kernel saw on this host (<paramref name="onThisHost"/>,
+    /// st_accept_record.peer_local), in whatever network namespace. Remote: the rest.</summary>
+    public static PeerClass Classify(ushort family, ReadOnlySpan<byte> addr, bool onThisHost = false)
+    {
+        var peer = ClassifyAddress(family, addr);
+        return peer == PeerClass.Remote && onThisHost ? PeerClass.Local : peer;
+    }
+
+    private static PeerClass ClassifyAddress(ushort family, ReadOnlySpan<byte> addr)
     {
         if (family == AfInet)
             return addr[0] == 127 ? PeerClass.Loopback : PeerClass.Remote;
@@ -30,6 +39,7 @@ public static class PeerAddress
     public static string Label(PeerClass peer) => peer switch
     {
         PeerClass.Loopback => "loopback",
+        PeerClass.Local => "local",
         _ => "remote",
     };
 }

@@ -58,7 +58,8 @@ public struct AcceptRecord
     public ulong CgroupId;
     public Bytes16 PeerAddr;
     public ushort PeerPort;
-    private ushort _pad0;
+    /// <summary>1 when the connecting socket is on this host (any network namespace).</summary>
+    public ushort PeerLocal;
     private uint _pad1;
     public Bytes16 Comm;
 }

@@ -37,6 +37,7 @@ public static class AgentHost
         builder.Services.AddSingleton<RecentRaces>(_ => new RecentRaces());
         builder.Services.AddSingleton<FdRaceMetrics>();
         builder.Services.AddSingleton<AgentMetrics>();
+        builder.Services.AddSingleton<RxMetrics>();
         builder.Services.AddSingleton<AgentService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
         builder.Services.AddOpenTelemetry()
@@ -50,6 +51,7 @@ public static class AgentHost
         app.Services.GetRequiredService<AgentMetrics>();
         app.Services.GetRequiredService<AcceptMetrics>();
         app.Services.GetRequiredService<FdRaceMetrics>();
+        app.Services.GetRequiredService<RxMetrics>();
         app.MapPrometheusScrapingEndpoint();
         app.MapGet("/races", (RecentRaces races) => Results.Json(races.Snapshot(), RaceJson.Default.FdRaceArray));
         app.MapGet("/healthz", (AgentService agent) =>
@@ -78,6 +80,10 @@ public static class AgentHost
 
     private static void AddConfigFile(ConfigurationManager configuration, string path)
     {
+        // Opening a directory fails with "Access to the path is denied", which sends the
+        // reader to check permissions instead of the path.
+        if (Directory.Exists(path))
+            throw new StartupException(ExitCodes.Usage, $"cannot read config file {path}: it is a directory");
         try
         {
             using var stream = File.OpenRead(path);

@@ -6,12 +6,15 @@ using SockTrace.Agent.Bpf;
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>The agent's validated settings.</summary>
-public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval, TimeSpan FdReuseWindow)
+public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval, TimeSpan FdReuseWindow, bool RxMetrics = true)
 {
     public const string DefaultUrls = "http://0.0.0.0:9464";
     public static readonly string[] AttachModes = ["auto", .. Bpf.AttachModes.Preference.Select(m => m.Name())];
 
     public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval, FdReuseWindow);
+
+    /// <summary>The hooks to plan and load: all of them, less rx when --rx-metrics is off.</summary>
+    public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx);
 
     /// <summary>Reads and validates; a bad value is a <see cref="StartupException"/> naming the setting.</summary>
     public static AgentOptions From(IConfiguration config)
@@ -34,7 +37,11 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         if (reuseWindow is < 1 or > 10_000_000)
             throw Invalid(AgentSettings.FdReuseWindowUs, reuseWindow.ToString(CultureInfo.InvariantCulture), "must be from 1 to 10000000");
 
-        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow));
+        string rx = (config[AgentSettings.RxMetrics.ConfigKey] ?? "on").ToLowerInvariant();
+        if (rx is not ("on" or "off"))
+            throw Invalid(AgentSettings.RxMetrics, rx, "must be on or off");
+
+        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow), rx == "on");
     }
 
     private static uint ParseUInt(IConfiguration config, AgentSetting setting, uint fallback)

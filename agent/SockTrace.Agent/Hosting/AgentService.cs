@@ -13,6 +13,7 @@ public sealed partial class AgentService(
     AcceptMetrics acceptMetrics,
     FdRaceMetrics fdRaceMetrics,
     AgentMetrics agentMetrics,
+    RxMetrics rxMetrics,
     IHostApplicationLifetime lifetime,
     ILoggerFactory loggerFactory) : IHostedService
 {
@@ -29,10 +30,12 @@ public sealed partial class AgentService(
         KernelPreflight.Run();
         var decoder = new RecordDecoder(acceptMetrics, fdRaceMetrics);
         var kernel = KernelFeatures.Probe();
-        var plan = AttachPlan.For(kernel, options.AttachMode);
+        var plan = AttachPlan.For(kernel, options.AttachMode, options.Hooks);
         var source = new KernelEventSource(decoder, plan, kernel, options.KernelSource, _logger);
         source.Faulted += OnFaulted;
         agentMetrics.Observe(source, decoder);
+        if (options.RxMetrics)
+            rxMetrics.Observe(source.RxDevices.Read);
         source.Start();
         _source = source;
         LogStarted(options.RingBufferBytes, (int)options.PollInterval.TotalMilliseconds);

@@ -15,8 +15,10 @@ public static class AgentSettings
         "longest time records wait in the ring before the agent reads them (default 100)");
     public static readonly AgentSetting FdReuseWindowUs = new("--fd-reuse-window-us", "SOCKTRACE_FD_REUSE_WINDOW_US", "SockTrace:FdReuseWindowUs",
         "an accept returning an fd another thread closed this recently is a reuse_after_close race (default 1000)");
+    public static readonly AgentSetting RxMetrics = new("--rx-metrics", "SOCKTRACE_RX_METRICS", "SockTrace:RxMetrics",
+        "on | off: count received packets and bytes per device (a hook on every packet); off does not load it (default on)");
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, ConfigFile];
 }

@@ -33,7 +33,7 @@ public static class CheckCommand
         int exitCode = ExitCodes.Ok;
         try
         {
-            foreach (var hook in AttachPlan.For(kernel, options.AttachMode))
+            foreach (var hook in AttachPlan.For(kernel, options.AttachMode, options.Hooks))
                 Row(table, hook.Hook.Name, hook.Mode?.Name() ?? "-", hook.Why);
         }
         catch (StartupException ex)

@@ -32,7 +32,7 @@ public sealed class AcceptMetrics : IAcceptHandler
         AcceptLabels.Entry labels;
         if (r.Ret >= 0)
         {
-            labels = _labels.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr));
+            labels = _labels.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0));
             _accepts.Add(1, labels.Tags);
             if (r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs && _queueWait.Enabled)
                 _queueWait.Record((r.ExitNs - r.EstablishedNs) / NsPerSecond, labels.PortComm);

@@ -29,6 +29,7 @@ public sealed class RecordLayoutTests
         { "st_accept_record.cgroup_id", typeof(AcceptRecord), nameof(AcceptRecord.CgroupId) },
         { "st_accept_record.peer_addr", typeof(AcceptRecord), nameof(AcceptRecord.PeerAddr) },
         { "st_accept_record.peer_port", typeof(AcceptRecord), nameof(AcceptRecord.PeerPort) },
+        { "st_accept_record.peer_local", typeof(AcceptRecord), nameof(AcceptRecord.PeerLocal) },
         { "st_accept_record.comm", typeof(AcceptRecord), nameof(AcceptRecord.Comm) },
         { "st_fd_race_record.hdr", typeof(FdRaceRecord), nameof(FdRaceRecord.Header) },
         { "st_fd_race_record.pid", typeof(FdRaceRecord), nameof(FdRaceRecord.Pid) },
@@ -40,6 +41,12 @@ public sealed class RecordLayoutTests
         { "st_fd_race_record.gap_ns", typeof(FdRaceRecord), nameof(FdRaceRecord.GapNs) },
         { "st_fd_race_record.other_tid", typeof(FdRaceRecord), nameof(FdRaceRecord.OtherTid) },
         { "st_fd_race_record.comm", typeof(FdRaceRecord), nameof(FdRaceRecord.Comm) },
+        { "st_rx_key.netns", typeof(RxKey), nameof(RxKey.Netns) },
+        { "st_rx_key.ifindex", typeof(RxKey), nameof(RxKey.Ifindex) },
+        { "st_rx_value.packets", typeof(RxValue), nameof(RxValue.Packets) },
+        { "st_rx_value.bytes", typeof(RxValue), nameof(RxValue.Bytes) },
+        { "st_rx_value.path", typeof(RxValue), nameof(RxValue.Path) },
+        { "st_rx_value.name", typeof(RxValue), nameof(RxValue.Name) },
         { "st_config.wakeup_bytes", typeof(BpfConfig), nameof(BpfConfig.WakeupBytes) },
         { "st_config.reuse_window_ns", typeof(BpfConfig), nameof(BpfConfig.ReuseWindowNs) },
     };
@@ -50,6 +57,8 @@ public sealed class RecordLayoutTests
         { "st_accept_record", typeof(AcceptRecord) },
         { "st_fd_race_record", typeof(FdRaceRecord) },
         { "st_config", typeof(BpfConfig) },
+        { "st_rx_key", typeof(RxKey) },
+        { "st_rx_value", typeof(RxValue) },
     };
 
     [Theory]
@@ -77,6 +86,9 @@ public sealed class RecordLayoutTests
         Assert.Equal(RaceKinds.Dup2Busy, CLayout.Value["ST_RACE_DUP2_BUSY"]);
         Assert.Equal(RaceKinds.InstallOverwrite, CLayout.Value["ST_RACE_INSTALL_OVERWRITE"]);
         Assert.Equal(RaceKinds.ReuseAfterClose, CLayout.Value["ST_RACE_REUSE_AFTER_CLOSE"]);
+        Assert.Equal(RxPaths.Loopback, CLayout.Value["ST_RX_PATH_LOOPBACK"]);
+        Assert.Equal(RxPaths.Nic, CLayout.Value["ST_RX_PATH_NIC"]);
+        Assert.Equal(RxPaths.Virtual, CLayout.Value["ST_RX_PATH_VIRTUAL"]);
     }
 
     private static Dictionary<string, long> CompileAndMeasure()
@@ -90,7 +102,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_REUSE_AFTER_CLOSE" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_REUSE_AFTER_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
             lines.Add($"P(\"{constant}\", {constant});");
 
         string dir = Directory.CreateTempSubdirectory("socktrace-layout").FullName;

@@ -17,6 +17,19 @@ public sealed class AgentOptionsTests
         Assert.Equal("auto", options.AttachMode);
         Assert.Equal(4u << 20, options.RingBufferBytes);
         Assert.Equal(TimeSpan.FromMilliseconds(100), options.PollInterval);
+        Assert.True(options.RxMetrics);
+        Assert.Contains(SockTrace.Agent.Bpf.Hooks.Rx, options.Hooks);
+    }
+
+    [Theory]
+    [InlineData("on", true)]
+    [InlineData("OFF", false)]
+    public void RxMetricsTurnsTheRxHookOnAndOff(string value, bool on)
+    {
+        var options = From(("SockTrace:RxMetrics", value));
+        Assert.Equal(on, options.RxMetrics);
+        Assert.Equal(on, options.Hooks.Contains(SockTrace.Agent.Bpf.Hooks.Rx));
+        Assert.Equal(SockTrace.Agent.Bpf.Hooks.All.Count - (on ? 0 : 1), options.Hooks.Count());
     }
 
     [Theory]
@@ -25,6 +38,7 @@ public sealed class AgentOptionsTests
     [InlineData("SockTrace:RingBufferBytes", "4MB", "invalid --ring-buffer-bytes (SOCKTRACE_RING_BUFFER_BYTES, SockTrace:RingBufferBytes) value '4MB': must be a whole number")]
     [InlineData("SockTrace:PollIntervalMs", "0", "invalid --poll-interval-ms (SOCKTRACE_POLL_INTERVAL_MS, SockTrace:PollIntervalMs) value '0': must be from 1 to 10000")]
     [InlineData("SockTrace:PollIntervalMs", "-5", "invalid --poll-interval-ms (SOCKTRACE_POLL_INTERVAL_MS, SockTrace:PollIntervalMs) value '-5': must be a whole number")]
+    [InlineData("SockTrace:RxMetrics", "yes", "invalid --rx-metrics (SOCKTRACE_RX_METRICS, SockTrace:RxMetrics) value 'yes': must be on or off")]
     [InlineData("SockTrace:AttachMode", "uprobe", "invalid --attach-mode (SOCKTRACE_ATTACH_MODE, SockTrace:AttachMode) value 'uprobe': must be one of auto, fentry, kprobe, tracepoint")]
     public void BadValuesNameTheSettingAndTheRule(string key, string value, string message)
     {

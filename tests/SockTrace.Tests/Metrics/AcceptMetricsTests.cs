@@ -59,6 +59,19 @@ public sealed class AcceptMetricsTests : IDisposable
     }
 
     [Fact]
+    public void APeerConnectingFromThisHostIsLocal()
+    {
+        var local = Record(ret: 7, firstOctet: 10);
+        local.PeerLocal = 1;
+        var loopback = Record(ret: 8);
+        loopback.PeerLocal = 1;
+        _metrics.OnAccept(local);
+        _metrics.OnAccept(loopback);
+
+        Assert.Equal(["local", "loopback"], _accepts.GetMeasurementSnapshot().Select(m => (string)m.Tags["peer"]!));
+    }
+
+    [Fact]
     public void DurationIsEntryToReturnAndQueueWaitIsEstablishedToReturn()
     {
         _metrics.OnAccept(Record(ret: 7, enter: 2_000_000, exit: 5_000_000, established: 1_000_000));

@@ -1,0 +1,39 @@
+using Xunit.Abstractions;
+using System.Net;
+using System.Net.Sockets;
+using SockTrace.Tests.Support;
+
+namespace SockTrace.Tests.Kernel;
+
+/// <summary>
+/// A real NIC driver's receive path. Runs only in the qemu guest (tests/vm/run-in-vm.sh
+/// --nic HOST:GUEST), which has an e1000 NIC as eth0 and sets SOCKTRACE_TEST_NIC_PORT, while a
+/// process on the host connects to the forwarded port every second and sends bytes.
+/// </summary>
+[Trait("Category", "Nic")]
+public sealed class NicPathTests(ITestOutputHelper output)
+{
+    [Fact]
+    public async Task BytesFromOutsideTheGuestAreCountedOnEth0AsNicAndThePeerIsRemote()
+    {
+        if (!int.TryParse(Environment.GetEnvironmentVariable("SOCKTRACE_TEST_NIC_PORT"), out int port))
+            Assert.Fail("SOCKTRACE_TEST_NIC_PORT is not set: this test runs in the qemu guest with an e1000 NIC and a host sender (tests/vm/run-in-vm.sh --nic)");
+        using var pipeline = new KernelPipeline();
+        var before = pipeline.ScrapeRxBytes();
+        using var listener = new Socket(SocketType.Stream, ProtocolType.Tcp);
+        listener.Bind(new IPEndPoint(IPAddress.Any, port));
+        listener.Listen();
+
+        using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+        using var accepted = await listener.AcceptAsync(timeout.Token);
+        long received = RxPathTests.ReadToEnd(accepted);
+
+        var after = pipeline.ScrapeRxBytes();
+        long rise = RxPathTests.Rise(before, after, ("nic", "eth0"));
+        output.WriteLine($"nic test: read {received} bytes; nic/eth0 rose by {rise}; lo rose by {RxPathTests.Rise(before, after, ("loopback", "lo"))}; rx mode {pipeline.Source.Probes.Single(p => p.Hook == "rx").Mode}");
+        Assert.True(received > 0, "the host sender sent nothing");
+        Assert.True(rise >= received, $"nic/eth0 rose by {rise}, read {received}");
+        var accept = Assert.Single(pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 1));
+        Assert.Equal("remote", accept.Tags["peer"]);
+    }
+}
