@@ -42,9 +42,12 @@ public sealed class KernelFeatures
 
     public Support Supports(Hook hook, AttachMode mode)
     {
-        if (!_cache.TryGetValue((hook, mode), out var support))
-            _cache[(hook, mode)] = support = Measure(hook, mode);
-        return support;
+        lock (_cache)
+        {
+            if (!_cache.TryGetValue((hook, mode), out var support))
+                _cache[(hook, mode)] = support = Measure(hook, mode);
+            return support;
+        }
     }
 
     private Support Measure(Hook hook, AttachMode mode)

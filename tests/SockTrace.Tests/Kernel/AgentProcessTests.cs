@@ -5,8 +5,9 @@ using SockTrace.Tests.Support;
 namespace SockTrace.Tests.Kernel;
 
 /// <summary>The built agent as a process: real kernel, real sockets from this (another)
-/// process, real /metrics, real signals.</summary>
-[Trait("Category", "Kernel")]
+/// process, real /metrics, real signals. Category Agent: run on the host's kernel; the
+/// in-process Kernel tests are the ones repeated in every attach mode under qemu.</summary>
+[Trait("Category", "Agent")]
 public sealed class AgentProcessTests
 {
     [Fact]

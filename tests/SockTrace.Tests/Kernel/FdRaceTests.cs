@@ -61,7 +61,7 @@ public sealed class FdRaceTests
     public void FdInstallIsHookedExactlyWhereKprobesOrFentryExist()
     {
         var plan = KernelPipeline.PlanUnderTest().Single(p => p.Hook == Hooks.FdInstall);
-        var kernel = KernelFeatures.Probe();
+        var kernel = KernelPipeline.KernelUnderTest;
         bool expected = kernel.Supports(Hooks.FdInstall, AttachMode.Fentry).Available || kernel.Supports(Hooks.FdInstall, AttachMode.Kprobe).Available;
         Assert.Equal(expected, plan.Mode is not null);
     }

@@ -31,9 +31,8 @@ internal sealed class KernelPipeline : IDisposable
         FdRaces = Collect<long>(meters, "socktrace.fd_races");
         Races = new RecentRaces();
         Decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
-        var kernel = KernelFeatures.Probe();
-        Plan = AttachPlan.For(kernel, AttachModeUnderTest);
-        Source = new KernelEventSource(Decoder, Plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), fdReuseWindow ?? TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
+        Plan = PlanUnderTest();
+        Source = new KernelEventSource(Decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), fdReuseWindow ?? TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
         Rx = new RxMetrics(meters);
         Rx.Observe(Source.RxDevices.Read);
         RxBytes = Collect<long>(meters, "socktrace.rx.bytes");
@@ -47,7 +46,16 @@ internal sealed class KernelPipeline : IDisposable
     /// <summary>The mode auto or the forced mode resolves to for every hook on this kernel.</summary>
     public static string ExpectedMode(Hook hook) => PlanUnderTest().Single(p => p.Hook == hook).Mode?.Name() ?? "-";
 
-    public static IReadOnlyList<HookPlan> PlanUnderTest() => AttachPlan.For(KernelFeatures.Probe(), AttachModeUnderTest);
+    public static IReadOnlyList<HookPlan> PlanUnderTest() => AttachPlan.For(Kernel.Value, AttachModeUnderTest);
+
+    /// <summary>Probed once per test run: probing loads programs, slow under emulation.</summary>
+    public static KernelFeatures KernelUnderTest => Kernel.Value;
+
+    private static readonly Lazy<KernelFeatures> Kernel = new(() =>
+    {
+        Requires.Bpf();
+        return KernelFeatures.Probe();
+    });
 
     public IReadOnlyList<HookPlan> Plan { get; }
     public KernelEventSource Source { get; }
