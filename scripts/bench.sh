@@ -6,7 +6,9 @@
 #   2. ring buffer drain: failing accept4() calls from 1 and 2 threads, records counted by
 #      the agent against calls made, and drops;
 #   3. the agent's CPU and RSS while idle and at about 10k accepts/s;
-#   4. the managed cost per record (BenchmarkDotNet, tests/SockTrace.Benchmarks).
+#   4. the managed cost per record (BenchmarkDotNet, tests/SockTrace.Benchmarks);
+#   5. where the in-kernel time goes: each of the agent's BPF programs' runs and run time per
+#      connection of the accept loop (kernel.bpf_stats_enabled, read with bpftool).
 # Run as root. Knobs (environment): PAIRS (5), SECONDS_ACCEPT (5), SECONDS_SYSCALL (2),
 # SECONDS_DRAIN (5), SECONDS_RATE (10), RATE (10000), BENCH_OUT (a new temporary folder),
 # SKIP_BDN=1, AGENT_ARGS (extra agent flags, e.g. "--attach-mode kprobe").
@@ -120,12 +122,23 @@ for i in $(seq 1 "$PAIRS"); do
   r_pp+=("$(ratio "${a_ppc[-1]}" "${b_ppc[-1]}")")
 done
 
-# ---- 3, 2: CPU and RSS, then drain, with one agent ----
+# ---- 3, 2, 5: CPU and RSS, drain, BPF run time, with one agent ----
+prog_ids() { bpftool prog show 2>/dev/null | awk -F: '/^[0-9]+:/ {print $1}'; }
+prog_stats() { # ID NAME RUN_TIME_NS RUN_CNT for each loaded program
+  bpftool prog show 2>/dev/null | awk '/^[0-9]+:/ { id = $1; sub(":", "", id); name = ""; t = 0; c = 0
+    for (i = 2; i <= NF; i++) { if ($i == "name") name = $(i+1); if ($i == "run_time_ns") t = $(i+1); if ($i == "run_cnt") c = $(i+1) }
+    print id, name, t, c }'
+}
+prog_ids >"$out/progs.before" || true
 start_agent
 mode=$(curl -sf "http://127.0.0.1:$port/metrics" | grep -E '^socktrace_probe_info\{.*hook="accept"' | sed 's/.*mode="\([a-z]*\)".*/\1/' | head -1)
 hz=$(getconf CLK_TCK)
+# "Idle": no load from this script, but the agent traces the whole machine.
+e0=$(metric '^socktrace_events_total\{.*type="accept"')
 t0=$(cpu_ticks "$agent_pid"); sleep "$SECONDS_DRAIN"; t1=$(cpu_ticks "$agent_pid")
+e1=$(metric '^socktrace_events_total\{.*type="accept"')
 idle_cpu=$(awk -v d=$((t1 - t0)) -v s="$SECONDS_DRAIN" -v hz="$hz" 'BEGIN { printf "%.2f", 100 * d / hz / s }')
+idle_records=$(awk -v e=$((e1 - e0)) -v s="$SECONDS_DRAIN" 'BEGIN { printf "%.0f", e / s }')
 t0=$(cpu_ticks "$agent_pid"); w0=$(date +%s.%N)
 lr=$("$stload" accept "$SECONDS_RATE" "$RATE"); echo "$lr" >>"$out/rate.txt"
 t1=$(cpu_ticks "$agent_pid"); w1=$(date +%s.%N)
@@ -146,6 +159,26 @@ for threads in 1 2; do
   drain_rows+=("$(awk -v t="$threads" -v c="$calls" -v s="$secs" -v e=$((ev1 - ev0)) -v d=$((dr1 - dr0)) \
     'BEGIN { printf "| drain, %d thread(s) | %.0f calls/s made, %.0f records/s consumed (%.2f%% of calls), %d dropped |", t, c / s, e / s, 100 * e / c, d }')")
 done
+
+bpf_rows=""
+if command -v bpftool >/dev/null; then
+  stats_was=$(sysctl -n kernel.bpf_stats_enabled)
+  sysctl -qw kernel.bpf_stats_enabled=1
+  prog_stats >"$out/bpf_stats.0"
+  lp=$("$stload" accept "$SECONDS_ACCEPT"); echo "$lp" >>"$out/bpf_stats.load"
+  prog_stats >"$out/bpf_stats.1"
+  sysctl -qw kernel.bpf_stats_enabled="$stats_was"
+  conns=$(field ops "$lp")
+  # Only the programs this agent loaded: ids that were not there before it started.
+  bpf_rows=$(awk -v n="$conns" -v cpu="$(field rate_per_cpu_s "$lp")" '
+    FILENAME == ARGV[1] { before[$1] = 1; next }
+    FILENAME == ARGV[2] { t0[$1] = $3; c0[$1] = $4; next }
+    !($1 in before) && ($1 in t0) && $2 ~ /^st_/ && $4 > c0[$1] {
+      c = $4 - c0[$1]; t = $3 - t0[$1]; total += t
+      if (c / n >= 0.01) printf "| BPF %s | %.2f runs and %.0f ns per connection (%.0f ns per run) |\n", $2, c / n, t / n, t / c }
+    END { printf "| BPF, all programs | %.0f ns per connection, of %.0f ns of load-thread CPU per connection with stats on |\n", total / n, 1e9 / cpu }
+  ' "$out/progs.before" "$out/bpf_stats.0" "$out/bpf_stats.1")
+fi
 stop_agent
 uptime >"$out/uptime.after"
 
@@ -178,10 +211,11 @@ A = no agent, B = agent attached; $PAIRS interleaved A/B pairs; values are media
 | getppid() B/A per pair (CPU) | $(stats "${r_pp[@]}") |
 | A runs during which another process had tracepoint programs loaded (A is then not agent-free) | $contaminated of $PAIRS |
 $(printf '%s\n' "${drain_rows[@]}")
-| agent CPU, idle | ${idle_cpu}% of one core |
+| agent CPU, no load from this script (${idle_records} accept records/s from the rest of the machine) | ${idle_cpu}% of one core |
 | agent CPU at ${achieved} accepts/s (paced to $RATE) | ${load_cpu}% of one core |
 | agent memory after that | ${mem%, } |
 ${bdn_rows}
+${bpf_rows}
 
 load average before / after: $(awk '{print $(NF-2), $(NF-1), $NF}' "$out/uptime.before") / $(awk '{print $(NF-2), $(NF-1), $NF}' "$out/uptime.after")
 raw lines: $out
