@@ -37,12 +37,12 @@ public sealed class FdRaceTests
     [Fact]
     public void AnFdClosedByOneThreadAndAcceptedByAnotherIsCountedAsTheWorkloadSawIt()
     {
-        // A window wide enough that scheduling noise on a busy test machine cannot push a
-        // fast reuse past it, with slow reuses four windows later: no boundary cases.
-        var window = TimeSpan.FromMilliseconds(50);
+        // A window wide enough that scheduling noise (software emulation included) cannot
+        // push a fast reuse past it, with slow reuses four windows later: no boundary cases.
+        var window = TimeSpan.FromMilliseconds(250);
         using var pipeline = new KernelPipeline(window);
 
-        var run = FdRaceWorkload.Run("reuse", "6", "3", "50000");
+        var run = FdRaceWorkload.Run("reuse", "6", "3", "250000");
 
         Assert.Equal(6, run.Count);
         var counted = pipeline.Settle(pipeline.FdRaces, Race("reuse_after_close", "reuse"), run.Count);
