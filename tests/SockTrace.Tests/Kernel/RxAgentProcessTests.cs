@@ -4,7 +4,7 @@ using SockTrace.Tests.Support;
 namespace SockTrace.Tests.Kernel;
 
 /// <summary>The rx metrics on the agent's /metrics, and --rx-metrics off.</summary>
-[Trait("Category", "Kernel")]
+[Trait("Category", "Agent")]
 public sealed class RxAgentProcessTests
 {
     [Fact]
