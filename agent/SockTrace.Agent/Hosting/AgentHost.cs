@@ -33,6 +33,7 @@ public static class AgentHost
         });
 
         builder.Services.AddSingleton(AgentOptions.From(builder.Configuration));
+        builder.Services.AddSingleton(sp => new SeriesLimit(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<AgentOptions>().MaxSeriesPerMetric));
         builder.Services.AddSingleton<AcceptMetrics>();
         builder.Services.AddSingleton<RecentRaces>(_ => new RecentRaces());
         builder.Services.AddSingleton<FdRaceMetrics>();

@@ -13,6 +13,9 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
 
     public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval, FdReuseWindow);
 
+    /// <summary>Label sets each metric may have before new ones fold into "other".</summary>
+    public int MaxSeriesPerMetric { get; init; } = Metrics.SeriesLimit.DefaultMaxPerMetric;
+
     /// <summary>The hooks to plan and load: all of them, less rx when --rx-metrics is off.</summary>
     public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx);
 
@@ -41,7 +44,14 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         if (rx is not ("on" or "off"))
             throw Invalid(AgentSettings.RxMetrics, rx, "must be on or off");
 
-        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow), rx == "on");
+        uint maxSeries = ParseUInt(config, AgentSettings.MaxSeriesPerMetric, Metrics.SeriesLimit.DefaultMaxPerMetric);
+        if (maxSeries is < 1 or > 1_000_000)
+            throw Invalid(AgentSettings.MaxSeriesPerMetric, maxSeries.ToString(CultureInfo.InvariantCulture), "must be from 1 to 1000000");
+
+        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow), rx == "on")
+        {
+            MaxSeriesPerMetric = (int)maxSeries,
+        };
     }
 
     private static uint ParseUInt(IConfiguration config, AgentSetting setting, uint fallback)

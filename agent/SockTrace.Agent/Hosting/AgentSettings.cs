@@ -17,8 +17,10 @@ public static class AgentSettings
         "an accept returning an fd another thread closed this recently is a reuse_after_close race (default 1000)");
     public static readonly AgentSetting RxMetrics = new("--rx-metrics", "SOCKTRACE_RX_METRICS", "SockTrace:RxMetrics",
         "on | off: count received packets and bytes per device (a hook on every packet); off does not load it (default on)");
+    public static readonly AgentSetting MaxSeriesPerMetric = new("--max-series-per-metric", "SOCKTRACE_MAX_SERIES_PER_METRIC", "SockTrace:MaxSeriesPerMetric",
+        "label sets (port, comm) each metric may have; past it new ones are counted under port and comm \"other\" (default 2000)");
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, ConfigFile];
 }

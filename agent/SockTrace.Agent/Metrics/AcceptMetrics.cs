@@ -7,14 +7,17 @@ namespace SockTrace.Agent.Metrics;
 public sealed class AcceptMetrics : IAcceptHandler
 {
     private const double NsPerSecond = 1e9;
-    private readonly AcceptLabels _labels = new();
+    private readonly SeriesLimit _limit;
+    private readonly AcceptLabels _labels;
     private readonly Counter<long> _accepts;
     private readonly Counter<long> _errors;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _queueWait;
 
-    public AcceptMetrics(IMeterFactory meterFactory)
+    public AcceptMetrics(IMeterFactory meterFactory, SeriesLimit? limit = null)
     {
+        _limit = limit ?? new SeriesLimit(meterFactory);
+        _labels = new AcceptLabels(_limit.MaxPerMetric);
         var meter = meterFactory.Create(SockTraceMeter.Name);
         var buckets = new InstrumentAdvice<double> { HistogramBucketBoundaries = SockTraceMeter.LatencyBuckets };
         _accepts = meter.CreateCounter<long>("socktrace.accepts",
@@ -34,15 +37,27 @@ public sealed class AcceptMetrics : IAcceptHandler
         {
             labels = _labels.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0));
             _accepts.Add(1, labels.Tags);
+            if (labels.TagsFolded)
+                _limit.Folded(SeriesLimit.Accepts);
             if (r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs && _queueWait.Enabled)
+            {
                 _queueWait.Record((r.ExitNs - r.EstablishedNs) / NsPerSecond, labels.PortComm);
+                if (labels.PortCommFolded)
+                    _limit.Folded(SeriesLimit.AcceptQueueWait);
+            }
         }
         else
         {
             labels = _labels.Failed(in r, -r.Ret);
             _errors.Add(1, labels.Tags);
+            if (labels.TagsFolded)
+                _limit.Folded(SeriesLimit.AcceptErrors);
         }
         if (_duration.Enabled)
+        {
             _duration.Record((r.ExitNs - r.EnterNs) / NsPerSecond, labels.PortComm);
+            if (labels.PortCommFolded)
+                _limit.Folded(SeriesLimit.AcceptDuration);
+        }
     }
 }

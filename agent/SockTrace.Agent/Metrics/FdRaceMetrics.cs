@@ -10,11 +10,15 @@ public sealed partial class FdRaceMetrics : IFdRaceHandler
     private readonly Counter<long> _races;
     private readonly Dictionary<(uint Kind, ulong Comm0, ulong Comm1), KeyValuePair<string, object?>[]> _labels = [];
     private readonly ILogger _logger;
+    private readonly SeriesLimit _limit;
+    // Past the cap, races of one kind share this set: kind is bounded, comm is not.
+    private readonly Dictionary<uint, KeyValuePair<string, object?>[]> _folded = [];
 
-    public FdRaceMetrics(IMeterFactory meterFactory, RecentRaces recent, ILogger<FdRaceMetrics> logger)
+    public FdRaceMetrics(IMeterFactory meterFactory, RecentRaces recent, ILogger<FdRaceMetrics> logger, SeriesLimit? limit = null)
     {
         Recent = recent;
         _logger = logger;
+        _limit = limit ?? new SeriesLimit(meterFactory);
         _races = meterFactory.Create(SockTraceMeter.Name).CreateCounter<long>("socktrace.fd_races",
             description: "fd races: dup2_busy (dup2/dup3 onto an fd accept reserved: EBUSY), install_overwrite (fd_install onto an occupied slot), reuse_after_close (an fd closed by one thread and returned by accept to another soon after).");
     }
@@ -24,14 +28,32 @@ public sealed partial class FdRaceMetrics : IFdRaceHandler
     public void OnFdRace(in FdRaceRecord r)
     {
         ReadOnlySpan<byte> comm = r.Comm;
-        var key = (r.Kind, System.Runtime.InteropServices.MemoryMarshal.Read<ulong>(comm), System.Runtime.InteropServices.MemoryMarshal.Read<ulong>(comm[8..]));
+        // Kinds no kernel sends share the label "unknown", so they share one key too.
+        uint kind = RaceKinds.Label(r.Kind) == "unknown" ? 0 : r.Kind;
+        var key = (kind, System.Runtime.InteropServices.MemoryMarshal.Read<ulong>(comm), System.Runtime.InteropServices.MemoryMarshal.Read<ulong>(comm[8..]));
+        bool folded = false;
         if (!_labels.TryGetValue(key, out var tags))
-            _labels[key] = tags = [new("kind", RaceKinds.Label(r.Kind)), new("comm", AcceptLabels.CommText(comm))];
+        {
+            if (_labels.Count < _limit.MaxPerMetric)
+            {
+                _labels[key] = tags = [new("kind", RaceKinds.Label(kind)), new("comm", AcceptLabels.CommText(comm))];
+            }
+            else
+            {
+                folded = true;
+                if (!_folded.TryGetValue(kind, out tags))
+                    _folded[kind] = tags = [new("kind", RaceKinds.Label(kind)), new("comm", SeriesLimit.Other)];
+            }
+        }
         _races.Add(1, tags);
+        if (folded)
+            _limit.Folded(SeriesLimit.FdRaces);
 
         // Races are rare and each one is worth a record a person can act on.
         bool reuse = r.Kind == RaceKinds.ReuseAfterClose;
-        var race = new FdRace(MonotonicClock.ToUtc(r.TimestampNs), (string)tags[0].Value!, r.Pid, r.Tid, (string)tags[1].Value!, r.Fd,
+        // /races names the real process even when the metric folded it into "other".
+        string commText = folded ? AcceptLabels.CommText(comm) : (string)tags[1].Value!;
+        var race = new FdRace(MonotonicClock.ToUtc(r.TimestampNs), (string)tags[0].Value!, r.Pid, r.Tid, commText, r.Fd,
             reuse ? r.OtherTid : null, reuse ? r.GapNs / 1e9 : null);
         Recent.Add(race);
         LogRace(race.Kind, race.Comm, race.Pid, race.Tid, race.Fd, race.ClosedByTid);
