@@ -1,0 +1,170 @@
+using System.Collections.Concurrent;
+using System.Diagnostics;
+using Microsoft.Extensions.Logging.Abstractions;
+using SockTrace.Agent.Attribution;
+using SockTrace.Agent.Bpf;
+using SockTrace.Agent.Events;
+using SockTrace.Tests.Support;
+using Xunit.Abstractions;
+
+namespace SockTrace.Tests.Kernel;
+
+/// <summary>
+/// Listeners in cgroups named as containerd and CRI-O name them: the cgroup id each accept
+/// record carries resolves, through the real cgroup v2 hierarchy, to that container's id.
+/// </summary>
+[Trait("Category", "Kernel")]
+public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
+{
+    private const int Accepts = 4;
+    private static readonly string Parent = $"socktrace-test-{Environment.ProcessId}.slice";
+    private readonly List<string> _created = [];
+    private readonly List<Process> _listeners = [];
+
+    private static string Root => CgroupDirectory.FindRoot() ?? throw new InvalidOperationException("no cgroup v2 hierarchy under /sys/fs/cgroup");
+
+    [Fact]
+    public void AcceptsCarryTheContainerIdOfTheListenersCgroup()
+    {
+        Requires.Root();
+        string containerd = Hex(0xc0);
+        string crio = Hex(0xc1);
+        string pod = "5f0e2b4c-9a1d-4e3f-8b7a-6c5d4e3f2a1b";
+        var cgroups = new Dictionary<string, string>
+        {
+            [containerd] = $"{Parent}/kubepods-burstable-pod{pod.Replace('-', '_')}.slice/cri-containerd-{containerd}.scope",
+            [crio] = $"{Parent}/crio-{crio}.scope",
+        };
+
+        var seen = new ConcurrentQueue<(ushort Port, ulong CgroupId, ContainerCgroup Container)>();
+        var attribution = new CgroupAttribution(new CgroupDirectory(Root, minRescanInterval: TimeSpan.Zero));
+        var decoder = new RecordDecoder(new Capture((in AcceptRecord r) =>
+            seen.Enqueue((r.ListenPort, r.CgroupId, attribution.Resolve(r.CgroupId)))), new IgnoreRaces());
+        using var source = new KernelEventSource(decoder, KernelPipeline.PlanUnderTest(), KernelPipeline.KernelUnderTest,
+            new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
+        source.Start();
+
+        var ports = new Dictionary<string, int>();
+        foreach (var (id, cgroup) in cgroups)
+            ports[id] = RunListenerIn(cgroup);
+
+        foreach (var (id, port) in ports)
+        {
+            Eventually.True(() => seen.Count(s => s.Port == port) >= Accepts, $"{Accepts} accepts on port {port}");
+            Thread.Sleep(100);
+            var accepts = seen.Where(s => s.Port == port).ToList();
+            output.WriteLine($"port {port}: {accepts.Count} accepts, cgroup id {accepts[0].CgroupId} -> {accepts[0].Container}");
+            Assert.Equal(Accepts, accepts.Count);
+            ulong expectedCgroupId = Inode(Path.Combine(Root, cgroups[id]));
+            Assert.All(accepts, a =>
+            {
+                Assert.Equal(expectedCgroupId, a.CgroupId);
+                Assert.Equal(id, a.Container.ContainerId);
+            });
+        }
+        Assert.Equal(pod, seen.First(s => s.Port == ports[containerd]).Container.PodUid);
+        Assert.Null(seen.First(s => s.Port == ports[crio]).Container.PodUid);
+    }
+
+    /// <summary>A python3 listener moved into <paramref name="cgroup"/> before it accepts
+    /// <see cref="Accepts"/> connections; returns its port once they are all made.</summary>
+    private int RunListenerIn(string cgroup)
+    {
+        string dir = Path.Combine(Root, cgroup);
+        CreateCgroup(dir);
+        var info = new ProcessStartInfo("python3") { RedirectStandardInput = true, RedirectStandardOutput = true };
+        info.ArgumentList.Add("-c");
+        info.ArgumentList.Add($$"""
+            import socket, sys
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen(16)
+            print(s.getsockname()[1], flush=True)
+            sys.stdin.readline()
+            for _ in range({{Accepts}}):
+                c, _ = s.accept()
+                c.close()
+            """);
+        var listener = Process.Start(info)!;
+        _listeners.Add(listener);
+        int port = int.Parse(listener.StandardOutput.ReadLine()!, System.Globalization.CultureInfo.InvariantCulture);
+        // Moved before it accepts: the record carries the cgroup of the task at accept time.
+        File.WriteAllText(Path.Combine(dir, "cgroup.procs"), listener.Id.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        listener.StandardInput.WriteLine("go");
+        listener.StandardInput.Flush();
+        for (int i = 0; i < Accepts; i++)
+        {
+            using var client = Loopback.Connect(port);
+        }
+        Assert.True(listener.WaitForExit(TimeSpan.FromSeconds(30)), "the listener did not finish its accepts");
+        Assert.Equal(0, listener.ExitCode);
+        return port;
+    }
+
+    private void CreateCgroup(string dir)
+    {
+        // Parents first, so Dispose removes children before them.
+        string relative = Path.GetRelativePath(Root, dir);
+        string path = Root;
+        foreach (string part in relative.Split('/'))
+        {
+            path = Path.Combine(path, part);
+            if (!Directory.Exists(path))
+            {
+                Directory.CreateDirectory(path);
+                _created.Add(path);
+            }
+        }
+    }
+
+    private static string Hex(byte b) => Convert.ToHexStringLower(Enumerable.Range(0, 32).Select(i => (byte)(b + i)).ToArray());
+
+    private static ulong Inode(string path)
+    {
+        using var p = Process.Start(new ProcessStartInfo("stat", ["-c", "%i", path]) { RedirectStandardOutput = true })!;
+        string text = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        return ulong.Parse(text.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    /// <summary>Kills what is left and removes the cgroups, innermost first; a cgroup with a
+    /// live task cannot be removed, so the listeners go first.</summary>
+    public void Dispose()
+    {
+        foreach (var p in _listeners)
+        {
+            if (!p.HasExited)
+                p.Kill();
+            p.WaitForExit();
+            p.Dispose();
+        }
+        for (int i = _created.Count - 1; i >= 0; i--)
+        {
+            // rmdir(2), not a recursive delete: a cgroup's control files cannot be unlinked.
+            Eventually.True(() =>
+            {
+                try
+                {
+                    Directory.Delete(_created[i]);
+                    return true;
+                }
+                catch (IOException)
+                {
+                    return !Directory.Exists(_created[i]);
+                }
+            }, $"removing cgroup {_created[i]}", TimeSpan.FromSeconds(10));
+        }
+    }
+
+    private delegate void OnAccept(in AcceptRecord r);
+
+    private sealed class Capture(OnAccept onAccept) : IAcceptHandler
+    {
+        public void OnAccept(in AcceptRecord record) => onAccept(in record);
+    }
+
+    private sealed class IgnoreRaces : IFdRaceHandler
+    {
+        public void OnFdRace(in FdRaceRecord record) { }
+    }
+}
