@@ -157,7 +157,8 @@ add_module() {
     echo "$m" >>"$init/socktrace-vm/modules"
 }
 touch "$init/socktrace-vm/modules"
-for m in virtio_pci 9pnet_virtio 9p overlay; do add_module "$m"; done
+# veth: the kernel tests join two network namespaces with a veth pair.
+for m in virtio_pci 9pnet_virtio 9p overlay veth; do add_module "$m"; done
 if [ ${#nics[@]} -gt 0 ]; then add_module e1000; fi
 
 {
