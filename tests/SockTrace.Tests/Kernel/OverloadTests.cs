@@ -50,9 +50,10 @@ public sealed partial class OverloadTests(ITestOutputHelper output)
         var agent = new AgentMetrics(meters);
         var gate = new GatedSink(decoder);
         var kernel = KernelFeatures.Probe();
-        // The smallest ring the kernel allows (one page, about 39 accept records) and a poll
-        // interval far longer than the burst.
-        var options = new KernelSourceOptions(4096, TimeSpan.FromSeconds(5), TimeSpan.FromMilliseconds(1));
+        // The smallest ring the kernel allows (one page, about 39 accept records). The gate,
+        // not the poll interval, keeps the reader behind; a short interval drains other
+        // processes' records soon after, so the moment the counts add up comes quickly.
+        var options = new KernelSourceOptions(4096, TimeSpan.FromMilliseconds(50), TimeSpan.FromMilliseconds(1));
         using var source = new KernelEventSource(gate, AttachPlan.For(kernel, KernelPipeline.AttachModeUnderTest), kernel, options, NullLogger.Instance);
         agent.Observe(source, decoder);
         source.Start();
@@ -98,7 +99,9 @@ public sealed partial class OverloadTests(ITestOutputHelper output)
         Assert.True(scrape.Produced >= burst, $"produced {scrape.Produced} < {burst} accept4() calls");
         Assert.Equal(decoder.Invalid + Enumerable.Range(1, RecordTypes.Count - 1).Sum(t => decoder.Decoded((uint)t)), scrape.Delivered);
         long mine = errors.GetMeasurementSnapshot().Where(m => (string?)m.Tags["port"] == port).Sum(m => m.Value);
-        Assert.InRange(mine, 1, burst - 1);
+        // Most of this test's own records were among those lost (how many of them got in
+        // depends on what else the host was accepting at the time).
+        Assert.InRange(mine, 0, burst / 2);
         Assert.Equal(0, decoder.Invalid);
 
         // The exported drop count is the kernel's per-CPU counter, read again now.
