@@ -16,6 +16,12 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
     /// <summary>Label sets each metric may have before new ones fold into "other".</summary>
     public int MaxSeriesPerMetric { get; init; } = Metrics.SeriesLimit.DefaultMaxPerMetric;
 
+    public const string AttributionOff = "off";
+    public const string AttributionKubernetes = "kubernetes";
+
+    /// <summary>off, or kubernetes: namespace, pod and container labels from cgroups and the API server.</summary>
+    public string Attribution { get; init; } = AttributionOff;
+
     /// <summary>The hooks to plan and load: all of them, less rx when --rx-metrics is off.</summary>
     public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx);
 
@@ -51,7 +57,16 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow), rx == "on")
         {
             MaxSeriesPerMetric = (int)maxSeries,
+            Attribution = ParseAttribution(config),
         };
+    }
+
+    private static string ParseAttribution(IConfiguration config)
+    {
+        string attribution = (config[AgentSettings.Attribution.ConfigKey] ?? AttributionOff).ToLowerInvariant();
+        return attribution is AttributionOff or AttributionKubernetes
+            ? attribution
+            : throw Invalid(AgentSettings.Attribution, attribution, $"must be {AttributionOff} or {AttributionKubernetes}");
     }
 
     private static uint ParseUInt(IConfiguration config, AgentSetting setting, uint fallback)
