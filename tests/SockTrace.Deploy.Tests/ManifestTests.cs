@@ -7,7 +7,9 @@ namespace SockTrace.Deploy.Tests;
 public sealed class ManifestTests
 {
     private const string Namespace = "socktrace";
-    private static readonly string[] AllowedHostPaths = ["/sys/kernel/btf", "/sys/kernel/tracing"];
+    // /sys/fs/cgroup: --attribution maps each record's cgroup id to the host's cgroup
+    // directory of that inode, whose name holds the container id; read-only like the others.
+    private static readonly string[] AllowedHostPaths = ["/sys/fs/cgroup", "/sys/kernel/btf", "/sys/kernel/tracing"];
 
     public static TheoryData<string> Files => [.. Manifests.Files.Select(f => Path.GetFileName(f))];
 
@@ -16,6 +18,12 @@ public sealed class ManifestTests
     public void ParsesStrictlyWithItsTypedModel(string file)
     {
         object manifest = Manifests.Parse(Manifests.Text(file));
+        if (manifest is V1ClusterRole or V1ClusterRoleBinding)
+        {
+            // Cluster-scoped: a namespace there would be ignored, and would mislead.
+            Assert.Null(((IMetadata<V1ObjectMeta>)manifest).Metadata.NamespaceProperty);
+            return;
+        }
         string? ns = manifest switch
         {
             V1Namespace n => n.Metadata.Name,
@@ -53,7 +61,9 @@ public sealed class ManifestTests
         Assert.NotEqual(true, pod.HostNetwork);
         Assert.NotEqual(true, pod.HostPID);
         Assert.NotEqual(true, pod.HostIPC);
-        Assert.False(pod.AutomountServiceAccountToken);
+        // The token is for reading pods (--attribution kubernetes); RbacGrantsOnlyReadingPods bounds it.
+        Assert.True(pod.AutomountServiceAccountToken);
+        Assert.False(Manifests.Load<V1ServiceAccount>("serviceaccount.yaml").AutomountServiceAccountToken);
         Assert.Equal("RuntimeDefault", pod.SecurityContext.SeccompProfile.Type);
 
         var security = Container.SecurityContext;
@@ -68,7 +78,7 @@ public sealed class ManifestTests
     }
 
     [Fact]
-    public void MountsOnlyBtfAndTracefsReadOnly()
+    public void MountsOnlyBtfTracefsAndCgroupsReadOnly()
     {
         var pod = Manifests.DaemonSet.Spec.Template.Spec;
         var volumes = pod.Volumes.ToDictionary(v => v.Name);
@@ -85,6 +95,34 @@ public sealed class ManifestTests
             Assert.Equal(volumes[m.Name].HostPath.Path, m.MountPath);
             Assert.Null(m.MountPropagation);
         });
+    }
+
+    [Fact]
+    public void RbacGrantsOnlyReadingPodsToTheAgentsServiceAccount()
+    {
+        var role = Manifests.Load<V1ClusterRole>("clusterrole.yaml");
+        var rule = Assert.Single(role.Rules);
+        Assert.Equal([""], rule.ApiGroups);
+        Assert.Equal(["pods"], rule.Resources);
+        Assert.Equal(["get", "list", "watch"], rule.Verbs.Order());
+        Assert.Null(rule.ResourceNames);
+        Assert.Null(rule.NonResourceURLs);
+        Assert.Null(role.AggregationRule);
+
+        var binding = Manifests.Load<V1ClusterRoleBinding>("clusterrolebinding.yaml");
+        Assert.Equal(("rbac.authorization.k8s.io", "ClusterRole", role.Metadata.Name), (binding.RoleRef.ApiGroup, binding.RoleRef.Kind, binding.RoleRef.Name));
+        var subject = Assert.Single(binding.Subjects);
+        var serviceAccount = Manifests.Load<V1ServiceAccount>("serviceaccount.yaml");
+        Assert.Equal(("ServiceAccount", serviceAccount.Metadata.Name, Namespace), (subject.Kind, subject.Name, subject.NamespaceProperty));
+        Assert.Equal(serviceAccount.Metadata.Name, Manifests.DaemonSet.Spec.Template.Spec.ServiceAccountName);
+    }
+
+    [Fact]
+    public void AttributesToPodsFromTheNodesName()
+    {
+        var attribution = Assert.Single(Container.Env, e => e.Name == "SOCKTRACE_ATTRIBUTION");
+        Assert.Equal("kubernetes", attribution.Value);
+        Assert.Contains(Container.Env, e => e.Name == "NODE_NAME");
     }
 
     [Fact]

@@ -34,6 +34,8 @@ internal static class Manifests
         {
             "Namespace" => KubernetesYaml.Deserialize<V1Namespace>(yaml, strict: true),
             "ServiceAccount" => KubernetesYaml.Deserialize<V1ServiceAccount>(yaml, strict: true),
+            "ClusterRole" => KubernetesYaml.Deserialize<V1ClusterRole>(yaml, strict: true),
+            "ClusterRoleBinding" => KubernetesYaml.Deserialize<V1ClusterRoleBinding>(yaml, strict: true),
             "DaemonSet" => KubernetesYaml.Deserialize<V1DaemonSet>(yaml, strict: true),
             "Service" => KubernetesYaml.Deserialize<V1Service>(yaml, strict: true),
             "ServiceMonitor" => Strict<ServiceMonitor>(yaml),
