@@ -34,12 +34,17 @@ public static class AgentHost
 
         builder.Services.AddSingleton(AgentOptions.From(builder.Configuration));
         builder.Services.AddSingleton(sp => new SeriesLimit(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<AgentOptions>().MaxSeriesPerMetric));
-        builder.Services.AddSingleton<AcceptMetrics>();
+        builder.Services.AddSingleton<Attribution.PodIndex>();
+        builder.Services.AddSingleton(sp => new Attribution.PodAttributionSlot(Attribution.PodAttributionService.Create(sp.GetRequiredService<AgentOptions>(), sp.GetRequiredService<Attribution.PodIndex>())));
+        builder.Services.AddSingleton(sp => new AcceptMetrics(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<SeriesLimit>(), sp.GetRequiredService<Attribution.PodAttributionSlot>().Value));
         builder.Services.AddSingleton<RecentRaces>(_ => new RecentRaces());
-        builder.Services.AddSingleton<FdRaceMetrics>();
+        builder.Services.AddSingleton(sp => new FdRaceMetrics(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<RecentRaces>(),
+            sp.GetRequiredService<ILogger<FdRaceMetrics>>(), sp.GetRequiredService<SeriesLimit>(), sp.GetRequiredService<Attribution.PodAttributionSlot>().Value));
         builder.Services.AddSingleton<AgentMetrics>();
         builder.Services.AddSingleton<RxMetrics>();
         builder.Services.AddSingleton<AgentService>();
+        // Before the agent's own service: a missing NODE_NAME or token stops start-up before BPF loads.
+        builder.Services.AddHostedService<Attribution.PodAttributionService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("socktrace", serviceVersion: typeof(AgentHost).Assembly.GetName().Version?.ToString(3)))

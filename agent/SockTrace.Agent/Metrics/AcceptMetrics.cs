@@ -9,21 +9,22 @@ public sealed class AcceptMetrics : IAcceptHandler
     private const double NsPerSecond = 1e9;
     private readonly SeriesLimit _limit;
     private readonly AcceptLabels _labels;
-    private readonly Counter<long> _accepts;
-    private readonly Counter<long> _errors;
+    private readonly PodCounter _accepts;
+    private readonly PodCounter _errors;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _queueWait;
 
-    public AcceptMetrics(IMeterFactory meterFactory, SeriesLimit? limit = null)
+    /// <param name="attribution">Non-null with --attribution on: the counters gain namespace, pod and container.</param>
+    public AcceptMetrics(IMeterFactory meterFactory, SeriesLimit? limit = null, Attribution.PodAttribution? attribution = null)
     {
         _limit = limit ?? new SeriesLimit(meterFactory);
         _labels = new AcceptLabels(_limit.MaxPerMetric);
         var meter = meterFactory.Create(SockTraceMeter.Name);
         var buckets = new InstrumentAdvice<double> { HistogramBucketBoundaries = SockTraceMeter.LatencyBuckets };
-        _accepts = meter.CreateCounter<long>("socktrace.accepts",
-            description: "Successful accept()/accept4() calls, by listening port, accepting process and peer.");
-        _errors = meter.CreateCounter<long>("socktrace.accept.errors",
-            description: "Failed accept()/accept4() calls, by listening port, accepting process and errno.");
+        _accepts = new PodCounter(meter, "socktrace.accepts",
+            "Successful accept()/accept4() calls, by listening port, accepting process and peer.", attribution);
+        _errors = new PodCounter(meter, "socktrace.accept.errors",
+            "Failed accept()/accept4() calls, by listening port, accepting process and errno.", attribution);
         _duration = meter.CreateHistogram("socktrace.accept.duration", "s",
             "Time from accept()/accept4() entry to return.", advice: buckets);
         _queueWait = meter.CreateHistogram("socktrace.accept.queue_wait", "s",
@@ -36,7 +37,7 @@ public sealed class AcceptMetrics : IAcceptHandler
         if (r.Ret >= 0)
         {
             labels = _labels.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0));
-            _accepts.Add(1, labels.Tags);
+            _accepts.Add(labels.Tags, r.CgroupId);
             if (labels.TagsFolded)
                 _limit.Folded(SeriesLimit.Accepts);
             if (r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs && _queueWait.Enabled)
@@ -49,7 +50,7 @@ public sealed class AcceptMetrics : IAcceptHandler
         else
         {
             labels = _labels.Failed(in r, -r.Ret);
-            _errors.Add(1, labels.Tags);
+            _errors.Add(labels.Tags, r.CgroupId);
             if (labels.TagsFolded)
                 _limit.Folded(SeriesLimit.AcceptErrors);
         }

@@ -7,20 +7,20 @@ namespace SockTrace.Agent.Metrics;
 /// <summary>Counts fd races by kind and process, keeps the recent ones, and logs each.</summary>
 public sealed partial class FdRaceMetrics : IFdRaceHandler
 {
-    private readonly Counter<long> _races;
+    private readonly PodCounter _races;
     private readonly Dictionary<(uint Kind, ulong Comm0, ulong Comm1), KeyValuePair<string, object?>[]> _labels = [];
     private readonly ILogger _logger;
     private readonly SeriesLimit _limit;
     // Past the cap, races of one kind share this set: kind is bounded, comm is not.
     private readonly Dictionary<uint, KeyValuePair<string, object?>[]> _folded = [];
 
-    public FdRaceMetrics(IMeterFactory meterFactory, RecentRaces recent, ILogger<FdRaceMetrics> logger, SeriesLimit? limit = null)
+    public FdRaceMetrics(IMeterFactory meterFactory, RecentRaces recent, ILogger<FdRaceMetrics> logger, SeriesLimit? limit = null, Attribution.PodAttribution? attribution = null)
     {
         Recent = recent;
         _logger = logger;
         _limit = limit ?? new SeriesLimit(meterFactory);
-        _races = meterFactory.Create(SockTraceMeter.Name).CreateCounter<long>("socktrace.fd_races",
-            description: "fd races: dup2_busy (dup2/dup3 onto an fd accept reserved: EBUSY), install_overwrite (fd_install onto an occupied slot), reuse_after_close (an fd closed by one thread and returned by accept to another soon after).");
+        _races = new PodCounter(meterFactory.Create(SockTraceMeter.Name), "socktrace.fd_races",
+            "fd races: dup2_busy (dup2/dup3 onto an fd accept reserved: EBUSY), install_overwrite (fd_install onto an occupied slot), reuse_after_close (an fd closed by one thread and returned by accept to another soon after).", attribution);
     }
 
     public RecentRaces Recent { get; }
@@ -45,7 +45,7 @@ public sealed partial class FdRaceMetrics : IFdRaceHandler
                     _folded[kind] = tags = [new("kind", RaceKinds.Label(kind)), new("comm", SeriesLimit.Other)];
             }
         }
-        _races.Add(1, tags);
+        _races.Add(tags, r.CgroupId);
         if (folded)
             _limit.Folded(SeriesLimit.FdRaces);
 

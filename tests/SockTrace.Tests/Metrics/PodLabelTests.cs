@@ -1,0 +1,162 @@
+using System.Diagnostics.Metrics;
+using System.Runtime.CompilerServices;
+using k8s.Models;
+using Microsoft.Extensions.DependencyInjection;
+using Microsoft.Extensions.Diagnostics.Metrics.Testing;
+using Microsoft.Extensions.Logging.Abstractions;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
+using SockTrace.Agent.Attribution;
+using SockTrace.Agent.Events;
+using SockTrace.Agent.Metrics;
+
+namespace SockTrace.Tests.Metrics;
+
+/// <summary>
+/// With attribution on, the accept and race counters carry namespace, pod and container,
+/// resolved from each record's cgroup id through a cgroup tree and the pod index; a deleted
+/// pod's series leave the export. Asserted through the OpenTelemetry SDK, as the agent runs it.
+/// </summary>
+public sealed class PodLabelTests : IDisposable
+{
+    private const ushort Port = 47_123; // unique to this class: other classes share the meter name
+    private const string WebId = "3c1d1d2a4f1e5b6c7d8e9f0a1b2c3d4e5f6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c";
+    private const string DbId = "aa11bb22cc33dd44ee55ff66aa77bb88cc99dd00ee11ff22aa33bb44cc55dd66";
+    private const string WebUid = "5f0e2b4c-9a1d-4e3f-8b7a-6c5d4e3f2a1b";
+    private const string DbUid = "0b7e3d2c-1a2b-4c3d-9e8f-7a6b5c4d3e2f";
+
+    private readonly string _root = Directory.CreateTempSubdirectory("socktrace-podlabels-").FullName;
+    private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+    private readonly PodIndex _pods = new();
+    private readonly PodAttribution _attribution;
+    private readonly ulong _web;
+    private readonly ulong _db;
+    private readonly ulong _host;
+
+    public PodLabelTests()
+    {
+        _web = Cgroup($"kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{WebUid.Replace('-', '_')}.slice/cri-containerd-{WebId}.scope");
+        _db = Cgroup($"kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{DbUid.Replace('-', '_')}.slice/crio-{DbId}.scope");
+        _host = Cgroup("system.slice/sshd.service");
+        _pods.Upsert(Pod("shop", "web-1", WebUid, "web", $"containerd://{WebId}"));
+        _pods.Upsert(Pod("data", "postgres-0", DbUid, "postgres", $"cri-o://{DbId}"));
+        _attribution = new PodAttribution(new CgroupAttribution(new CgroupDirectory(_root)), _pods);
+    }
+
+    public void Dispose()
+    {
+        _services.Dispose();
+        Directory.Delete(_root, recursive: true);
+    }
+
+    [Fact]
+    public void AcceptsCarryTheirPodAndADeletedPodsSeriesLeaveTheExport()
+    {
+        var metrics = new AcceptMetrics(_services.GetRequiredService<IMeterFactory>(), attribution: _attribution);
+        var exported = new List<Metric>();
+        using var provider = Sdk.CreateMeterProviderBuilder().AddMeter(SockTraceMeter.Name).AddInMemoryExporter(exported).Build();
+
+        for (int i = 0; i < 3; i++)
+            metrics.OnAccept(Record(ret: 7, _web));
+        metrics.OnAccept(Record(ret: 7, _db));
+        metrics.OnAccept(Record(ret: 7, _host));
+        metrics.OnAccept(Record(ret: -11, _web));
+
+        var accepts = Points(provider, exported, "socktrace.accepts");
+        Assert.Equal(3, accepts[("shop", "web-1", "web")]);
+        Assert.Equal(1, accepts[("data", "postgres-0", "postgres")]);
+        Assert.Equal(1, accepts[("", "", "")]);
+        Assert.Equal(1, Points(provider, exported, "socktrace.accept.errors")[("shop", "web-1", "web")]);
+
+        _pods.Remove(Pod("shop", "web-1", WebUid, "web", $"containerd://{WebId}"));
+
+        accepts = Points(provider, exported, "socktrace.accepts");
+        Assert.False(accepts.ContainsKey(("shop", "web-1", "web")), "the deleted pod's series is still exported");
+        Assert.Equal(1, accepts[("data", "postgres-0", "postgres")]);
+        Assert.Empty(Points(provider, exported, "socktrace.accept.errors"));
+    }
+
+    [Fact]
+    public void RacesCarryTheirPod()
+    {
+        using var races = new MetricCollector<long>(_services.GetRequiredService<IMeterFactory>(), SockTraceMeter.Name, "socktrace.fd_races");
+        var metrics = new FdRaceMetrics(_services.GetRequiredService<IMeterFactory>(), new RecentRaces(), NullLogger<FdRaceMetrics>.Instance, attribution: _attribution);
+        var race = new FdRaceRecord
+        {
+            Header = new RecordHeader { Type = RecordTypes.FdRace, Size = (uint)Unsafe.SizeOf<FdRaceRecord>() },
+            Kind = RaceKinds.Dup2Busy,
+            CgroupId = _db,
+        };
+        "postgres"u8.CopyTo(race.Comm);
+        metrics.OnFdRace(race);
+        metrics.OnFdRace(race);
+
+        races.RecordObservableInstruments();
+        var point = Assert.Single(races.GetMeasurementSnapshot());
+        Assert.Equal(2, point.Value);
+        Assert.Equal(("data", "postgres-0", "postgres", "dup2_busy"), ((string)point.Tags["namespace"]!, (string)point.Tags["pod"]!, (string)point.Tags["container"]!, (string)point.Tags["kind"]!));
+    }
+
+    [Fact]
+    public void OffLeavesTheLabelsAsTheyWere()
+    {
+        using var accepts = new MetricCollector<long>(_services.GetRequiredService<IMeterFactory>(), SockTraceMeter.Name, "socktrace.accepts");
+        new AcceptMetrics(_services.GetRequiredService<IMeterFactory>()).OnAccept(Record(ret: 7, _web));
+        var point = Assert.Single(accepts.GetMeasurementSnapshot());
+        Assert.Equal(["comm", "peer", "port"], point.Tags.Keys.Order());
+    }
+
+    /// <summary>Collects now; this class's points by (namespace, pod, container).</summary>
+    private static Dictionary<(string, string, string), long> Points(MeterProvider provider, List<Metric> exported, string name)
+    {
+        exported.Clear();
+        provider.ForceFlush();
+        var points = new Dictionary<(string, string, string), long>();
+        foreach (var metric in exported.Where(m => m.Name == name))
+        {
+            foreach (ref readonly var point in metric.GetMetricPoints())
+            {
+                var tags = new Dictionary<string, object?>();
+                foreach (var tag in point.Tags)
+                    tags[tag.Key] = tag.Value;
+                if ((string?)tags.GetValueOrDefault("port") != Port.ToString(System.Globalization.CultureInfo.InvariantCulture) || !tags.ContainsKey("pod"))
+                    continue;
+                points[((string)tags["namespace"]!, (string)tags["pod"]!, (string)tags["container"]!)] = point.GetSumLong();
+            }
+        }
+        return points;
+    }
+
+    private ulong Cgroup(string relative)
+    {
+        string dir = Path.Combine(_root, relative);
+        Directory.CreateDirectory(dir);
+        using var stat = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("stat", ["-c", "%i", dir]) { RedirectStandardOutput = true })!;
+        string inode = stat.StandardOutput.ReadToEnd();
+        stat.WaitForExit();
+        return ulong.Parse(inode.Trim(), System.Globalization.CultureInfo.InvariantCulture);
+    }
+
+    private static V1Pod Pod(string ns, string name, string uid, string container, string containerId) => new()
+    {
+        Metadata = new V1ObjectMeta { NamespaceProperty = ns, Name = name, Uid = uid },
+        Status = new V1PodStatus { ContainerStatuses = [new V1ContainerStatus { Name = container, ContainerID = containerId }] },
+    };
+
+    private static AcceptRecord Record(int ret, ulong cgroupId)
+    {
+        var r = new AcceptRecord
+        {
+            Header = new RecordHeader { Type = RecordTypes.Accept, Size = (uint)Unsafe.SizeOf<AcceptRecord>() },
+            Ret = ret,
+            ListenPort = Port,
+            Family = 2,
+            EnterNs = 1_000,
+            ExitNs = 2_000,
+            CgroupId = cgroupId,
+        };
+        r.PeerAddr[0] = 127;
+        "server"u8.CopyTo(r.Comm);
+        return r;
+    }
+}
