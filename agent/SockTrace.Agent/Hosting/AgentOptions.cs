@@ -13,6 +13,14 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
 
     public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval, FdReuseWindow);
 
+    public const string KernelSourceName = "kernel";
+    public const string ReferenceSourceName = "reference";
+
+    /// <summary>Where records come from: the kernel's BPF programs, or the reference model running <see cref="ScenarioFile"/>.</summary>
+    public string Source { get; init; } = KernelSourceName;
+
+    public string? ScenarioFile { get; init; }
+
     /// <summary>Label sets each metric may have before new ones fold into "other".</summary>
     public int MaxSeriesPerMetric { get; init; } = Metrics.SeriesLimit.DefaultMaxPerMetric;
 
@@ -27,6 +35,27 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
 
     /// <summary>Reads and validates; a bad value is a <see cref="StartupException"/> naming the setting.</summary>
     public static AgentOptions From(IConfiguration config)
+    {
+        var (source, scenario) = ParseSource(config);
+        return ParseKernel(config) with { Source = source, ScenarioFile = scenario };
+    }
+
+    private static (string Source, string? Scenario) ParseSource(IConfiguration config)
+    {
+        string source = (config[AgentSettings.Source.ConfigKey] ?? KernelSourceName).ToLowerInvariant();
+        string? scenario = config[AgentSettings.Scenario.ConfigKey];
+        if (source is not (KernelSourceName or ReferenceSourceName))
+            throw Invalid(AgentSettings.Source, source, $"must be {KernelSourceName} or {ReferenceSourceName}");
+        if (source == ReferenceSourceName && string.IsNullOrEmpty(scenario))
+            throw Invalid(AgentSettings.Scenario, "", $"{AgentSettings.Source.Flag} {ReferenceSourceName} needs a scenario file");
+        if (source == KernelSourceName && scenario is not null)
+            throw Invalid(AgentSettings.Scenario, scenario, $"only {AgentSettings.Source.Flag} {ReferenceSourceName} runs a scenario");
+        if (scenario is not null && !File.Exists(scenario))
+            throw Invalid(AgentSettings.Scenario, scenario, "no such file");
+        return (source, scenario);
+    }
+
+    private static AgentOptions ParseKernel(IConfiguration config)
     {
         string mode = (config[AgentSettings.AttachMode.ConfigKey] ?? "auto").ToLowerInvariant();
         if (!AttachModes.Contains(mode))

@@ -1,6 +1,7 @@
 using SockTrace.Agent.Bpf;
 using SockTrace.Agent.Events;
 using SockTrace.Agent.Metrics;
+using SockTrace.Agent.Reference;
 
 namespace SockTrace.Agent.Hosting;
 
@@ -26,9 +27,11 @@ public sealed partial class AgentService(
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
+        var decoder = new RecordDecoder(acceptMetrics, fdRaceMetrics);
+        if (options.Source == AgentOptions.ReferenceSourceName)
+            return StartReference(decoder);
         LibbpfLog.Install(loggerFactory.CreateLogger("SockTrace.Libbpf"));
         KernelPreflight.Run();
-        var decoder = new RecordDecoder(acceptMetrics, fdRaceMetrics);
         var kernel = KernelFeatures.Probe();
         var plan = AttachPlan.For(kernel, options.AttachMode, options.Hooks);
         var source = new KernelEventSource(decoder, plan, kernel, options.KernelSource, _logger);
@@ -39,6 +42,17 @@ public sealed partial class AgentService(
         source.Start();
         _source = source;
         LogStarted(options.RingBufferBytes, (int)options.PollInterval.TotalMilliseconds);
+        return Task.CompletedTask;
+    }
+
+    /// <summary>The model instead of the kernel: nothing is loaded, so no preflight and no privileges.</summary>
+    private Task StartReference(RecordDecoder decoder)
+    {
+        var source = new ReferenceEventSource(decoder, options.ScenarioFile!, options.FdReuseWindow);
+        agentMetrics.Observe(source, decoder);
+        source.Start();
+        _source = source;
+        LogReference(options.ScenarioFile!, source.Records);
         return Task.CompletedTask;
     }
 
@@ -65,4 +79,7 @@ public sealed partial class AgentService(
 
     [LoggerMessage(EventId = 3, Level = LogLevel.Critical, Message = "Record source failed; stopping")]
     private partial void LogFaulted(Exception ex);
+
+    [LoggerMessage(EventId = 4, Level = LogLevel.Information, Message = "Reference model ran scenario {Scenario}: {Records} records, no BPF loaded")]
+    private partial void LogReference(string scenario, int records);
 }

@@ -21,8 +21,12 @@ public static class AgentSettings
         "label sets (port, comm) each metric may have; past it new ones are counted under port and comm \"other\" (default 2000)");
     public static readonly AgentSetting Attribution = new("--attribution", "SOCKTRACE_ATTRIBUTION", "SockTrace:Attribution",
         "off | kubernetes: label accepts and fd races with the namespace, pod and container of the process, from its cgroup and the pods on $NODE_NAME in the Kubernetes API (default off)");
+    public static readonly AgentSetting Source = new("--source", "SOCKTRACE_SOURCE", "SockTrace:Source",
+        "kernel | reference: records from the BPF programs, or from the in-process model running --scenario (no privileges needed) (default kernel)");
+    public static readonly AgentSetting Scenario = new("--scenario", "SOCKTRACE_SCENARIO", "SockTrace:Scenario",
+        "with --source reference: the scenario file (JSON) the model runs");
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, Attribution, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, Attribution, Source, Scenario, ConfigFile];
 }
