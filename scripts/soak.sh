@@ -105,11 +105,13 @@ scrape() { curl -fs "http://127.0.0.1:$metrics_port/metrics"; }
 sum() {
   scrape | awk -v m="$1" -v l="${2:-}" '$0 !~ /^#/ { n = $1; sub(/\{.*/, "", n); if (n == m && index($0, l)) s += $NF } END { printf "%.0f", s }'
 }
-rss_kb() { awk '/^VmRSS:/ { print $2 }' "/proc/$agent_pid/status"; }
+rss_kb() { awk -v f="${1:-VmRSS}:" '$1 == f { print $2 }' "/proc/$agent_pid/status"; }
 
 port_label="port=\"$load_port\""
-echo "| batch | connections | seconds | conn/s | accepts on /metrics | errors | ring drops | agent RSS (MiB) |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|"
+# RssAnon is the heap (managed and native); RssFile is mapped code, which grows as more of
+# the runtime's and the agent's code is touched and is shared with the page cache.
+echo "| batch | connections | seconds | conn/s | accepts on /metrics | errors | ring drops | agent RSS (MiB) | anon | file |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 done_total=0 batch=0 status=0
 rss_samples=()
 start=$SECONDS
@@ -138,8 +140,9 @@ while ((done_total < CONNECTIONS)); do
   drops=$(sum socktrace_ringbuf_drops_total)
   rss=$(rss_kb)
   rss_samples+=("$rss")
-  printf '| %d | %d | %.1f | %.0f | %d | %d | %d | %.1f |\n' "$batch" "$done_total" "$(echo "$t1 - $t0" | bc)" \
-    "$(echo "$made / ($t1 - $t0)" | bc -l)" "$seen" "$errors" "$drops" "$(echo "$rss / 1024" | bc -l)"
+  printf '| %d | %d | %.1f | %.0f | %d | %d | %d | %.1f | %.1f | %.1f |\n' "$batch" "$done_total" "$(echo "$t1 - $t0" | bc)" \
+    "$(echo "$made / ($t1 - $t0)" | bc -l)" "$seen" "$errors" "$drops" "$(echo "$rss / 1024" | bc -l)" \
+    "$(echo "$(rss_kb RssAnon) / 1024" | bc -l)" "$(echo "$(rss_kb RssFile) / 1024" | bc -l)"
   if ((seen != done_total || errors != 0 || drops != 0)); then
     log "count mismatch after batch $batch: made $done_total, /metrics says $seen accepts, $errors errors, $drops drops"
     status=1
