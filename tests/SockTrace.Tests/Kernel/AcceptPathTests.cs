@@ -33,7 +33,8 @@ public sealed class AcceptPathTests
         double expected = waited.Sum(w => w.TotalSeconds);
         double measured = queueWaits.Sum(m => m.Value);
         Assert.InRange(measured, expected * 0.9, expected * 1.1);
-        Assert.All(queueWaits, m => Assert.InRange(m.Value, wait.TotalSeconds * 0.9, wait.TotalSeconds * 2));
+        // Each connection waited at least W; how much longer is up to the scheduler.
+        Assert.All(queueWaits, m => Assert.True(m.Value >= wait.TotalSeconds * 0.9, $"queue wait {m.Value} s < {wait.TotalSeconds} s"));
 
         var durations = pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), n);
         Assert.Equal(n, durations.Count);
@@ -61,21 +62,29 @@ public sealed class AcceptPathTests
     [Fact]
     public async Task ABlockingAcceptIsTimedFromEntryToReturn()
     {
-        var block = TimeSpan.FromMilliseconds(150);
+        var block = TimeSpan.FromMilliseconds(1500);
         using var pipeline = new KernelPipeline();
         using var listener = Loopback.Listen();
         int port = listener.Port();
 
-        var accepting = Task.Run(() => { using var s = listener.Accept(); });
+        int tid = 0;
+        var accepting = Task.Run(() =>
+        {
+            tid = gettid();
+            using var s = listener.Accept();
+        });
+        // Time the block from the moment the call is inside accept4, not from Task.Run.
+        Eventually.True(() => tid != 0 && InAccept($"/proc/self/task/{tid}"), "the accepting thread blocked in accept4");
         await Task.Delay(block);
         using (Loopback.Connect(port))
             await accepting;
 
         var duration = Assert.Single(pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), 1));
-        Assert.InRange(duration.Value, block.TotalSeconds * 0.9, block.TotalSeconds + 1);
-        // Accepted the moment it was established: the queue wait is the handshake-to-wakeup gap.
+        Assert.InRange(duration.Value, block.TotalSeconds, block.TotalSeconds + 5);
+        // Accepted the moment it was established: the queue wait is only the gap from the
+        // handshake to the blocked thread's wakeup, nothing of the time it blocked before.
         var queueWait = Assert.Single(pipeline.Settle(pipeline.QueueWait, KernelPipeline.OnPort<double>(port), 1));
-        Assert.InRange(queueWait.Value, 0, 0.05);
+        Assert.InRange(queueWait.Value, 0, block.TotalSeconds / 3);
     }
 
     /// <summary>Every blocked accept holds a kretprobe instance in kprobe mode; with too few
@@ -102,26 +111,26 @@ public sealed class AcceptPathTests
             s?.Dispose();
     }
 
-    /// <summary>Threads of this process sleeping in accept4(2), per /proc/self/task/*/syscall.</summary>
-    private static int ThreadsInAccept()
+    /// <summary>Threads of this process in accept4(2).</summary>
+    private static int ThreadsInAccept() => Directory.EnumerateDirectories("/proc/self/task").Count(InAccept);
+
+    /// <summary>Whether the thread is inside accept4(2), per /proc/self/task/TID/syscall.</summary>
+    private static bool InAccept(string taskDir)
     {
         int accept4 = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.Arm64 ? 242 : 288;
-        int count = 0;
-        foreach (string task in Directory.EnumerateDirectories("/proc/self/task"))
+        try
         {
-            try
-            {
-                string line = File.ReadAllText(Path.Combine(task, "syscall"));
-                if (line.StartsWith(accept4.ToString(System.Globalization.CultureInfo.InvariantCulture) + " ", StringComparison.Ordinal))
-                    count++;
-            }
-            catch (IOException)
-            {
-                // The thread exited while we looked.
-            }
+            return File.ReadAllText(Path.Combine(taskDir, "syscall"))
+                .StartsWith(accept4.ToString(System.Globalization.CultureInfo.InvariantCulture) + " ", StringComparison.Ordinal);
         }
-        return count;
+        catch (IOException)
+        {
+            return false; // The thread exited while we looked.
+        }
     }
+
+    [System.Runtime.InteropServices.DllImport("libc")]
+    private static extern int gettid();
 
     [Fact]
     public void IPv6LoopbackPeersAreLoopback()
