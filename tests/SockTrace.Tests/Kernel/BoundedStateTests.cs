@@ -1,0 +1,78 @@
+using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
+using SockTrace.Tests.Support;
+
+namespace SockTrace.Tests.Kernel;
+
+/// <summary>
+/// The maps that hold calls in flight (an accept entered, not yet returned; a close seen,
+/// its fd not yet reused) lose an entry whenever a return is missed: a kretprobe past its
+/// maxactive, a program detached mid-call. They must be LRU, so the kernel evicts the
+/// oldest instead of refusing new calls once they fill.
+/// </summary>
+[Trait("Category", "Kernel")]
+public sealed class BoundedStateTests
+{
+    private const int BpfMapTypeHash = 1;
+    private const int BpfMapTypePercpuHash = 5;
+    private const int BpfMapTypeLruHash = 9;
+    private const int BpfMapTypeLruPercpuHash = 10;
+
+    /// <summary>Names as the kernel keeps them: at most 15 characters.</summary>
+    private static readonly string[] InFlight = ["st_accept_calls", "st_established", "st_local_client", "st_dup_calls", "st_close_calls", "st_closes"];
+
+    [Fact]
+    public void EveryInFlightMapIsLruAndBounded()
+    {
+        using var pipeline = new KernelPipeline();
+
+        var maps = LoadedMaps();
+        foreach (string name in InFlight)
+        {
+            Assert.True(maps.TryGetValue(name, out var map), $"{name} is not loaded (loaded: {string.Join(", ", maps.Keys)})");
+            Assert.Equal(BpfMapTypeLruHash, map.Type);
+            Assert.InRange(map.MaxEntries, 1, 65536);
+        }
+        // No plain hash map anywhere: one would fill and then refuse every new call.
+        Assert.DoesNotContain(maps.Values, m => m.Type is BpfMapTypeHash or BpfMapTypePercpuHash);
+        Assert.All(maps.Values.Where(m => m.Type is BpfMapTypeLruHash or BpfMapTypeLruPercpuHash), m => Assert.InRange(m.MaxEntries, 1, 65536));
+    }
+
+    /// <summary>The maps this process holds fds of, by name: type and max_entries from
+    /// /proc/self/fdinfo, the name from bpftool.</summary>
+    private static Dictionary<string, (int Type, int MaxEntries)> LoadedMaps()
+    {
+        var maps = new Dictionary<string, (int, int)>();
+        foreach (string info in Directory.EnumerateFiles("/proc/self/fdinfo"))
+        {
+            Dictionary<string, string> fields;
+            try
+            {
+                fields = File.ReadLines(info).Select(l => l.Split(':', 2)).Where(p => p.Length == 2)
+                    .GroupBy(p => p[0].Trim()).ToDictionary(g => g.Key, g => g.First()[1].Trim());
+            }
+            catch (IOException)
+            {
+                continue;
+            }
+            if (!fields.TryGetValue("map_id", out string? id) || !fields.TryGetValue("map_type", out string? type))
+                continue;
+            string? name = MapName(id);
+            if (name is not null && name.StartsWith("st_", StringComparison.Ordinal))
+                maps[name] = (int.Parse(type, CultureInfo.InvariantCulture), int.Parse(fields["max_entries"], CultureInfo.InvariantCulture));
+        }
+        return maps;
+    }
+
+    private static string? MapName(string id)
+    {
+        using var p = Process.Start(new ProcessStartInfo("bpftool", $"map show id {id} --json") { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        string json = p.StandardOutput.ReadToEnd();
+        p.WaitForExit();
+        if (p.ExitCode != 0)
+            return null;
+        using var doc = JsonDocument.Parse(json);
+        return doc.RootElement.TryGetProperty("name", out var name) ? name.GetString() : null;
+    }
+}
