@@ -1,9 +1,7 @@
-using System.Net;
-using System.Text;
-using System.Threading.Channels;
 using k8s;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Attribution;
+using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Attribution;
 
@@ -20,7 +18,7 @@ public sealed class KubernetesPodWatcherTests : IAsyncDisposable
     private const string WebUid = "5f0e2b4c-9a1d-4e3f-8b7a-6c5d4e3f2a1b";
     private const string DbUid = "0b7e3d2c-1a2b-4c3d-9e8f-7a6b5c4d3e2f";
 
-    private readonly FakeApiServer _server = new();
+    private readonly FakeKubernetesApi _server = new();
     private readonly PodIndex _index = new();
     private readonly CancellationTokenSource _stop = new();
     private readonly Task _watching;
@@ -28,7 +26,7 @@ public sealed class KubernetesPodWatcherTests : IAsyncDisposable
 
     public KubernetesPodWatcherTests()
     {
-        _server.PodList = PodList("1000", Pod("shop", "web-7d9f8b6c5-x2x4q", WebUid, ("web", $"containerd://{Web}"), ("envoy", $"containerd://{Sidecar}")));
+        _server.PodList = FakeKubernetesApi.PodListJson("1000", FakeKubernetesApi.Pod("shop", "web-7d9f8b6c5-x2x4q", WebUid, ("web", $"containerd://{Web}"), ("envoy", $"containerd://{Sidecar}")));
         var client = new Kubernetes(new KubernetesClientConfiguration { Host = _server.Url });
         _watcher = new KubernetesPodWatcher(client, Node, _index, NullLogger.Instance) { RetryDelay = TimeSpan.FromMilliseconds(50) };
         _watching = Task.Run(() => _watcher.RunAsync(_stop.Token));
@@ -70,15 +68,15 @@ public sealed class KubernetesPodWatcherTests : IAsyncDisposable
         _index.PodRemoved += uid => { lock (removed) removed.Add(uid); };
         WaitFor(() => _server.Watching, "the watch");
 
-        await _server.Send("ADDED", Pod("data", "postgres-0", DbUid));
+        await _server.Send("ADDED", FakeKubernetesApi.Pod("data", "postgres-0", DbUid));
         WaitFor(() => _index.Pods == 2, "the ADDED pod");
         Assert.Null(_index.Find(new ContainerCgroup(Db, null)));
 
-        await _server.Send("MODIFIED", Pod("data", "postgres-0", DbUid, ("postgres", $"cri-o://{Db}")));
+        await _server.Send("MODIFIED", FakeKubernetesApi.Pod("data", "postgres-0", DbUid, ("postgres", $"cri-o://{Db}")));
         WaitFor(() => _index.Find(new ContainerCgroup(Db, null)) is not null, "the MODIFIED pod's container");
         Assert.Equal(new PodContainer("data", "postgres-0", "postgres", DbUid), _index.Find(new ContainerCgroup(Db, null)));
 
-        await _server.Send("DELETED", Pod("shop", "web-7d9f8b6c5-x2x4q", WebUid, ("web", $"containerd://{Web}")));
+        await _server.Send("DELETED", FakeKubernetesApi.Pod("shop", "web-7d9f8b6c5-x2x4q", WebUid, ("web", $"containerd://{Web}")));
         WaitFor(() => _index.Pods == 1, "the DELETED pod to go");
         Assert.Null(_index.Find(new ContainerCgroup(Web, WebUid)));
         Assert.Null(_index.Find(new ContainerCgroup(Sidecar, null)));
@@ -94,7 +92,7 @@ public sealed class KubernetesPodWatcherTests : IAsyncDisposable
         WaitFor(() => _server.Watching, "the watch");
         int lists = _watcher.Lists;
 
-        _server.PodList = PodList("2000", Pod("data", "postgres-0", DbUid, ("postgres", $"containerd://{Db}")));
+        _server.PodList = FakeKubernetesApi.PodListJson("2000", FakeKubernetesApi.Pod("data", "postgres-0", DbUid, ("postgres", $"containerd://{Db}")));
         await _server.EndWatch();
         WaitFor(() => _watcher.Lists > lists, "the relist");
 
@@ -115,133 +113,4 @@ public sealed class KubernetesPodWatcherTests : IAsyncDisposable
         }
     }
 
-    private static string PodList(string resourceVersion, params string[] pods) =>
-        $$"""{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"{{resourceVersion}}"},"items":[{{string.Join(",", pods)}}]}""";
-
-    /// <summary>A pod object trimmed from `kubectl get pod -o json`: the fields the index reads
-    /// and enough around them that the model parses what a real server sends.</summary>
-    private static string Pod(string ns, string name, string uid, params (string Name, string Id)[] containers)
-    {
-        string specs = string.Join(",", containers.Select(c => $$$"""{"name":"{{{c.Name}}}","image":"registry.example/{{{c.Name}}}:1.0","ports":[{"containerPort":8080,"protocol":"TCP"}]}"""));
-        string statuses = string.Join(",", containers.Select(c => $$$"""
-            {"name":"{{{c.Name}}}","ready":true,"restartCount":0,"image":"registry.example/{{{c.Name}}}:1.0","imageID":"registry.example/{{{c.Name}}}@sha256:00","containerID":"{{{c.Id}}}","started":true,"state":{"running":{"startedAt":"2026-11-25T02:00:00Z"} } }
-            """));
-        return $$$"""
-            {"kind":"Pod","apiVersion":"v1",
-             "metadata":{"name":"{{{name}}}","namespace":"{{{ns}}}","uid":"{{{uid}}}","resourceVersion":"1001","creationTimestamp":"2026-11-25T01:59:58Z","labels":{"app":"{{{name}}}"}},
-             "spec":{"nodeName":"{{{Node}}}","containers":[{{{specs}}}],"restartPolicy":"Always","serviceAccountName":"default"},
-             "status":{"phase":"Running","podIP":"10.244.1.17","hostIP":"192.168.1.10","qosClass":"Burstable","containerStatuses":[{{{statuses}}}]}}
-            """.ReplaceLineEndings("");
-    }
-
-    /// <summary>GET /api/v1/pods: the list, or with watch=true a chunked stream of events.</summary>
-    private sealed class FakeApiServer : IDisposable
-    {
-        private readonly HttpListener _listener;
-        private readonly Task _serving;
-        private readonly Channel<string?> _events = Channel.CreateUnbounded<string?>();
-        private readonly List<string> _requests = [];
-
-        public FakeApiServer()
-        {
-            // HttpListener takes a fixed prefix, so try ports until one is free.
-            for (int port = Random.Shared.Next(20000, 40000); ; port++)
-            {
-                var listener = new HttpListener();
-                try
-                {
-                    listener.Prefixes.Add($"http://127.0.0.1:{port}/");
-                    listener.Start();
-                    _listener = listener;
-                    Url = $"http://127.0.0.1:{port}";
-                    break;
-                }
-                catch (HttpListenerException)
-                {
-                    listener.Close();
-                }
-            }
-            _serving = Task.Run(ServeAsync);
-        }
-
-        public string Url { get; }
-
-        public volatile string PodList = "";
-
-        public volatile bool Watching;
-
-        public IReadOnlyList<string> Requests
-        {
-            get { lock (_requests) return [.. _requests]; }
-        }
-
-        public async Task Send(string type, string pod) => await _events.Writer.WriteAsync($$"""{"type":"{{type}}","object":{{pod}}}""");
-
-        /// <summary>Closes the open watch, as the server does at its timeout.</summary>
-        public async Task EndWatch() => await _events.Writer.WriteAsync(null);
-
-        private async Task ServeAsync()
-        {
-            while (_listener.IsListening)
-            {
-                HttpListenerContext context;
-                try
-                {
-                    context = await _listener.GetContextAsync();
-                }
-                catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException)
-                {
-                    return;
-                }
-                _ = Task.Run(() => Handle(context));
-            }
-        }
-
-        private async Task Handle(HttpListenerContext context)
-        {
-            string url = context.Request.Url!.PathAndQuery;
-            lock (_requests)
-                _requests.Add(url);
-            var response = context.Response;
-            response.ContentType = "application/json";
-            try
-            {
-                if (!url.StartsWith("/api/v1/pods?", StringComparison.Ordinal))
-                {
-                    response.StatusCode = 404;
-                }
-                else if (!url.Contains("watch=true", StringComparison.Ordinal))
-                {
-                    byte[] body = Encoding.UTF8.GetBytes(PodList);
-                    await response.OutputStream.WriteAsync(body);
-                }
-                else
-                {
-                    response.SendChunked = true;
-                    await response.OutputStream.FlushAsync();
-                    Watching = true;
-                    await foreach (string? e in _events.Reader.ReadAllAsync())
-                    {
-                        if (e is null)
-                            break;
-                        await response.OutputStream.WriteAsync(Encoding.UTF8.GetBytes(e + "\n"));
-                        await response.OutputStream.FlushAsync();
-                    }
-                    Watching = false;
-                }
-                response.Close();
-            }
-            catch (Exception ex) when (ex is HttpListenerException or ObjectDisposedException or InvalidOperationException)
-            {
-                // The client went away.
-            }
-        }
-
-        public void Dispose()
-        {
-            _events.Writer.TryComplete();
-            _listener.Close();
-            _serving.Wait(TimeSpan.FromSeconds(5));
-        }
-    }
 }

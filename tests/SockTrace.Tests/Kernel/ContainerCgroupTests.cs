@@ -1,9 +1,14 @@
 using System.Collections.Concurrent;
 using System.Diagnostics;
+using System.Diagnostics.Metrics;
+using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
+using OpenTelemetry;
+using OpenTelemetry.Metrics;
 using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Bpf;
 using SockTrace.Agent.Events;
+using SockTrace.Agent.Metrics;
 using SockTrace.Tests.Support;
 using Xunit.Abstractions;
 
@@ -64,6 +69,72 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
         }
         Assert.Equal(pod, seen.First(s => s.Port == ports[containerd]).Container.PodUid);
         Assert.Null(seen.First(s => s.Port == ports[crio]).Container.PodUid);
+    }
+
+    /// <summary>
+    /// The whole chain: a listener in a containerd-named cgroup, its pod served by an API
+    /// server in the test; its accepts are exported with the pod's namespace, pod and
+    /// container, and once a DELETED event arrives for the pod its series are exported no more.
+    /// </summary>
+    [Fact]
+    public async Task AcceptsCarryThePodFromTheApiUntilThePodIsDeleted()
+    {
+        Requires.Root();
+        string id = Hex(0xd0);
+        const string uid = "7a6b5c4d-3e2f-4a1b-8c9d-0e1f2a3b4c5d";
+        string pod = FakeKubernetesApi.Pod("shop", "web-0", uid, ("web", $"containerd://{id}"));
+        using var api = new FakeKubernetesApi { PodList = FakeKubernetesApi.PodListJson("1", pod) };
+        var pods = new PodIndex();
+        using var stop = new CancellationTokenSource();
+        var watcher = new KubernetesPodWatcher(new k8s.Kubernetes(new k8s.KubernetesClientConfiguration { Host = api.Url }), "node-a", pods, NullLogger.Instance);
+        var watching = Task.Run(() => watcher.RunAsync(stop.Token));
+        Eventually.True(() => api.Watching, "the pod watch");
+
+        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
+        var attribution = new PodAttribution(new CgroupAttribution(new CgroupDirectory(Root, minRescanInterval: TimeSpan.Zero)), pods);
+        var exported = new List<Metric>();
+        using var provider = Sdk.CreateMeterProviderBuilder().AddMeter(SockTraceMeter.Name).AddInMemoryExporter(exported).Build();
+        var decoder = new RecordDecoder(new AcceptMetrics(services.GetRequiredService<IMeterFactory>(), attribution: attribution), new IgnoreRaces());
+        using var source = new KernelEventSource(decoder, KernelPipeline.PlanUnderTest(), KernelPipeline.KernelUnderTest,
+            new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
+        source.Start();
+
+        int port = RunListenerIn($"{Parent}/kubepods-besteffort-pod{uid.Replace('-', '_')}.slice/cri-containerd-{id}.scope");
+
+        List<(string Namespace, string Pod, string Container, long Count)> series = [];
+        Eventually.True(() => (series = Exported(provider, exported, port)).Sum(s => s.Count) >= Accepts, $"{Accepts} accepts on port {port}");
+        Thread.Sleep(100);
+        series = Exported(provider, exported, port);
+        output.WriteLine($"port {port}: {string.Join("; ", series)}");
+        Assert.Equal([("shop", "web-0", "web", (long)Accepts)], series);
+
+        await api.Send("DELETED", pod);
+        Eventually.True(() => Exported(provider, exported, port).Count == 0, "the deleted pod's series to leave the export", TimeSpan.FromSeconds(20));
+
+        await stop.CancelAsync();
+        await watching;
+    }
+
+    private static List<(string Namespace, string Pod, string Container, long Count)> Exported(MeterProvider provider, List<Metric> exported, int port)
+    {
+        lock (exported)
+        {
+            exported.Clear();
+            provider.ForceFlush();
+            var series = new List<(string, string, string, long)>();
+            foreach (var metric in exported.Where(m => m.Name == "socktrace.accepts"))
+            {
+                foreach (ref readonly var point in metric.GetMetricPoints())
+                {
+                    var tags = new Dictionary<string, object?>();
+                    foreach (var tag in point.Tags)
+                        tags[tag.Key] = tag.Value;
+                    if ((string?)tags.GetValueOrDefault("port") == port.ToString(System.Globalization.CultureInfo.InvariantCulture) && tags.ContainsKey("pod"))
+                        series.Add(((string)tags["namespace"]!, (string)tags["pod"]!, (string)tags["container"]!, point.GetSumLong()));
+                }
+            }
+            return series;
+        }
     }
 
     /// <summary>A python3 listener moved into <paramref name="cgroup"/> before it accepts
