@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Net.NetworkInformation;
-using System.Net.Sockets;
 
 namespace SockTrace.Reference.Tests.Support;
 
@@ -22,7 +20,11 @@ internal static class ScenarioChild
 
     public static KernelRun Run(string script, string nicAddress)
     {
-        var start = new ProcessStartInfo(Binary.Value, nicAddress)
+        // In a network namespace of its own, so that the "nic" peer address is one this
+        // test made (on a device there) and no scenario traffic touches the host's. `ip`
+        // closes its own fds before it execs, in the runner's pid: the pause lets those
+        // closes age past the reuse window, so they cannot pair with the script's accepts.
+        var start = new ProcessStartInfo("ip", ["netns", "exec", Namespace.Value, "sh", "-c", "sleep 0.2; exec \"$0\" \"$@\"", Binary.Value, nicAddress])
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
@@ -60,17 +62,40 @@ internal static class ScenarioChild
         return new KernelRun(pid, ports, results, times, output);
     }
 
-    /// <summary>The host's first non-loopback IPv4 address: a connection to it is a NIC-path peer.</summary>
+    /// <summary>The non-loopback address of the runner's namespace, on a device there: a
+    /// connection to it is a peer on this host that is not loopback.</summary>
     public static string NicAddress()
     {
-        var address = NetworkInterface.GetAllNetworkInterfaces()
-            .Where(n => n.OperationalStatus == OperationalStatus.Up && n.NetworkInterfaceType != NetworkInterfaceType.Loopback)
-            .SelectMany(n => n.GetIPProperties().UnicastAddresses)
-            .Select(a => a.Address)
-            .FirstOrDefault(a => a.AddressFamily == AddressFamily.InterNetwork);
-        if (address is null)
-            Assert.Fail("the NIC-path scenarios need a non-loopback IPv4 address on this host, and it has none");
-        return address.ToString();
+        _ = Namespace.Value;
+        return DummyAddress;
+    }
+
+    private const string DummyAddress = "10.231.9.1";
+
+    private static readonly Lazy<string> Namespace = new(CreateNamespace);
+
+    private static string CreateNamespace()
+    {
+        string name = $"st-scenario-{Environment.ProcessId}";
+        foreach (string command in new[]
+        {
+            $"netns add {name}",
+            $"-n {name} link set lo up",
+            // A veth pair with both ends inside: kernels without the dummy driver have veth.
+            $"-n {name} link add st0 type veth peer name st1",
+            $"-n {name} addr add {DummyAddress}/24 dev st0",
+            $"-n {name} link set st0 up",
+            $"-n {name} link set st1 up",
+        })
+        {
+            using var ip = Process.Start(new ProcessStartInfo("ip", command) { RedirectStandardError = true })!;
+            string error = ip.StandardError.ReadToEnd();
+            ip.WaitForExit();
+            if (ip.ExitCode != 0)
+                Assert.Fail($"ip {command} failed (the kernel scenarios need root): {error}");
+        }
+        AppDomain.CurrentDomain.ProcessExit += (_, _) => Process.Start("ip", $"netns del {name}")?.WaitForExit();
+        return name;
     }
 
     private static string Compile()
