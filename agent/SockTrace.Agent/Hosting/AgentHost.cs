@@ -53,7 +53,9 @@ public static class AgentHost
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
 
         var app = builder.Build();
-        // Instruments exist from the first scrape on, even before any record arrives.
+        // Instruments exist from the first scrape on, even before any record arrives; the
+        // meter provider first, so that it listens to what they record at creation.
+        app.Services.GetRequiredService<MeterProvider>();
         app.Services.GetRequiredService<AgentMetrics>();
         app.Services.GetRequiredService<AcceptMetrics>();
         app.Services.GetRequiredService<FdRaceMetrics>();

@@ -28,6 +28,10 @@ public sealed class SeriesLimit
         MaxPerMetric = maxPerMetric;
         _overflow = meterFactory.Create(SockTraceMeter.Name).CreateCounter<long>("socktrace.series.overflow",
             description: "Measurements recorded under port=\"other\", comm=\"other\" because their metric already had --max-series-per-metric label sets, by metric.");
+        // Every metric's series exists from the start, at 0: an alert or a dashboard then
+        // reads "no overflow" rather than "no data".
+        foreach (var metric in new[] { Accepts, AcceptErrors, AcceptDuration, AcceptQueueWait, FdRaces })
+            _overflow.Add(0, metric);
     }
 
     /// <summary>Label sets each metric may create before new ones fold into "other".</summary>

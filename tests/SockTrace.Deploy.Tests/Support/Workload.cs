@@ -42,5 +42,16 @@ internal sealed class Workload : IDisposable
         _listener.Blocking = true;
     }
 
+    /// <summary>Runs the kernel tests' fd race workload (tests/SockTrace.Tests/Workloads/fdrace.c):
+    /// <paramref name="rounds"/> dup2() calls onto an fd a blocked accept4() has reserved, each EBUSY.</summary>
+    public static void Dup2OntoReservedFd(int rounds)
+    {
+        string binary = System.IO.Path.Combine(Directory.CreateTempSubdirectory("socktrace-fdrace").FullName, "fdrace");
+        var (ccCode, ccOutput) = Host.Run("cc", ["-O2", "-pthread", "-o", binary, Repo.Path("tests", "SockTrace.Tests", "Workloads", "fdrace.c")]);
+        Assert.True(ccCode == 0, "building fdrace.c failed: " + ccOutput);
+        var (code, output) = Host.Run(binary, ["dup2-busy", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        Assert.True(code == 0 && output.Contains($"busy {rounds}", StringComparison.Ordinal), "fdrace failed: " + output);
+    }
+
     public void Dispose() => _listener.Dispose();
 }

@@ -48,7 +48,7 @@ public sealed class AgentProcessTests
 
         var run = FdRaceWorkload.Run("dup2-busy", "3");
 
-        string comm = FdRaceWorkload.Comm("dup2-busy");
+        string comm = run.Comm;
         Eventually.True(() => agent.Scrape().Sum("socktrace_fd_races_total", ("kind", "dup2_busy"), ("comm", comm)) >= 3, "races on /metrics");
         Thread.Sleep(300);
         Assert.Equal(3, agent.Scrape().Sum("socktrace_fd_races_total", ("kind", "dup2_busy"), ("comm", comm)));

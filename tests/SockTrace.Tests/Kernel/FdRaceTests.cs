@@ -8,8 +8,8 @@ namespace SockTrace.Tests.Kernel;
 [Trait("Category", "Kernel")]
 public sealed class FdRaceTests
 {
-    private static Func<CollectedMeasurement<long>, bool> Race(string kind, string mode) =>
-        m => (string?)m.Tags["kind"] == kind && (string?)m.Tags["comm"] == FdRaceWorkload.Comm(mode);
+    private static Func<CollectedMeasurement<long>, bool> Race(string kind, FdRaceRun run) =>
+        m => (string?)m.Tags["kind"] == kind && (string?)m.Tags["comm"] == run.Comm;
 
     [Fact]
     public void EveryDup2OntoAReservedFdIsCounted()
@@ -20,7 +20,7 @@ public sealed class FdRaceTests
         var run = FdRaceWorkload.Run("dup2-busy", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture));
 
         Assert.Equal(rounds, run.Count);
-        var counted = pipeline.Settle(pipeline.FdRaces, Race("dup2_busy", "dup2-busy"), rounds);
+        var counted = pipeline.Settle(pipeline.FdRaces, Race("dup2_busy", run), rounds);
         Assert.Equal(rounds, counted.Sum(m => m.Value));
         var recent = pipeline.Races.Snapshot().Where(r => r.Pid == run.Pid && r.Kind == "dup2_busy").ToList();
         Assert.Equal(rounds, recent.Count);
@@ -31,7 +31,7 @@ public sealed class FdRaceTests
         });
         Assert.Equal(run.Races.Select(r => r.Fd), recent.Select(r => r.Fd));
         // A reserved slot is empty until fd_install(): nothing was installed over a file.
-        Assert.DoesNotContain(pipeline.FdRaces.GetMeasurementSnapshot(), m => Race("install_overwrite", "dup2-busy")(m));
+        Assert.DoesNotContain(pipeline.FdRaces.GetMeasurementSnapshot(), m => Race("install_overwrite", run)(m));
     }
 
     [Fact]
@@ -45,7 +45,7 @@ public sealed class FdRaceTests
         var run = FdRaceWorkload.Run("reuse", "6", "3", "250000");
 
         Assert.Equal(6, run.Count);
-        var counted = pipeline.Settle(pipeline.FdRaces, Race("reuse_after_close", "reuse"), run.Count);
+        var counted = pipeline.Settle(pipeline.FdRaces, Race("reuse_after_close", run), run.Count);
         Assert.Equal(run.Count, counted.Sum(m => m.Value));
         var recent = pipeline.Races.Snapshot().Where(r => r.Pid == run.Pid).ToList();
         Assert.Equal(run.Races.Select(r => (r.Tid, r.Fd)), recent.Select(r => ((int)r.Tid, r.Fd)));
