@@ -63,6 +63,8 @@ public sealed partial class KernelEventSource : IEventSource
 
     public ulong? RecordsProduced => _counters.Read(KernelCounters.RecordsProduced);
 
+    public ulong? CallsUntracked => _counters.Read(KernelCounters.PendingMapFull);
+
     /// <summary>The rx hook's per-device counters; empty when the hook is not loaded.</summary>
     public RxDeviceCounters RxDevices { get; }
 

@@ -12,6 +12,10 @@ public interface IEventSource : IDisposable
     /// <summary>Records the source tried to hand over, delivered or dropped; null when it does not count them.</summary>
     ulong? RecordsProduced => null;
 
+    /// <summary>Calls that produced no record because their in-flight entry could not be
+    /// stored (the call's entry and return are paired through a map); null when not counted.</summary>
+    ulong? CallsUntracked => null;
+
     /// <summary>Raised, on any thread, when the source stops producing because of an error.</summary>
     event Action<Exception>? Faulted;
 

@@ -25,6 +25,8 @@ public sealed class AgentMetrics
         // make produced exceed events + drops, never fall short of it.
         meter.CreateObservableCounter("socktrace.records.produced", ObserveProduced,
             description: "Records the kernel tried to write to the ring buffer; equals the sum of socktrace_events_total and socktrace_ringbuf_drops_total once the ring is drained.");
+        meter.CreateObservableCounter("socktrace.untracked_calls", ObserveUntracked,
+            description: "Traced calls (accept, dup2, close) that produced no record because their in-flight map entry could not be stored (counted in the kernel).");
         meter.CreateObservableGauge("socktrace.probe.info", ObserveProbes,
             description: "1 for each attached hook, labelled with the attach mode it uses.");
         string version = typeof(AgentMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
@@ -57,6 +59,12 @@ public sealed class AgentMetrics
     {
         if (_source?.RecordsProduced is { } produced)
             yield return new((long)produced);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveUntracked()
+    {
+        if (_source?.CallsUntracked is { } untracked)
+            yield return new((long)untracked);
     }
 
     private IEnumerable<Measurement<int>> ObserveProbes()
