@@ -26,11 +26,15 @@ sender=$!
 trap 'kill $sender 2>/dev/null || true' EXIT
 
 project=tests/SockTrace.Tests/SockTrace.Tests.csproj
+# One test class at a time: parallel classes attaching and detaching their own fentry
+# programs on __sys_accept4 rebuild its trampoline while another class's thread sleeps
+# inside it; run serially, each class sees only its own attachments change.
+serial='-- xUnit.ParallelizeTestCollections=false'
 SOCKTRACE_TEST_NIC_PORT=$guest_port SOCKTRACE_TEST_NIC_BYTES=$bytes \
 tests/vm/run-in-vm.sh --nic "$host_port:$guest_port" --timeout "${SOCKTRACE_VM_TIMEOUT:-1500}" -- sh -c "
   rc=0
   echo '== guest: kprobe'
-  SOCKTRACE_ATTACH_MODE=kprobe dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Nic' || rc=1
+  SOCKTRACE_ATTACH_MODE=kprobe dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Nic' $serial || rc=1
   echo '== guest: fentry'
-  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel' || rc=1
+  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel' $serial || rc=1
   exit \$rc"
