@@ -167,7 +167,10 @@ if [ ${#nics[@]} -gt 0 ]; then add_module e1000; fi
     echo "OUT_COUNT=${#outs[@]}"
 } >"$init/socktrace-vm/config"
 
-qemu_args=(-nodefaults -no-user-config -accel tcg -cpu max -smp 2 -m "$mem"
+# -smap: under TCG, the iretq with which the .NET runtime resumes a redirected thread
+# (RtlRestoreContext) faults in the guest as a supervisor access to the user stack when
+# SMAP is on; the guest oopses and the test process dies.
+qemu_args=(-nodefaults -no-user-config -accel tcg -cpu max,-smap -smp 2 -m "$mem"
            -display none -no-reboot)
 # Commas are qemu's option separator; doubling one escapes it.
 qemu_args+=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
