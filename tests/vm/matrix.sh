@@ -26,9 +26,8 @@ sender=$!
 trap 'kill $sender 2>/dev/null || true' EXIT
 
 project=tests/SockTrace.Tests/SockTrace.Tests.csproj
-# One test class at a time: parallel classes attaching and detaching their own fentry
-# programs on __sys_accept4 rebuild its trampoline while another class's thread sleeps
-# inside it; run serially, each class sees only its own attachments change.
+# One test class at a time: two emulated CPUs gain nothing from parallel classes, and
+# each class then sees only its own programs attached.
 serial='-- xUnit.ParallelizeTestCollections=false'
 SOCKTRACE_TEST_NIC_PORT=$guest_port SOCKTRACE_TEST_NIC_BYTES=$bytes \
 tests/vm/run-in-vm.sh --nic "$host_port:$guest_port" --timeout "${SOCKTRACE_VM_TIMEOUT:-1500}" -- sh -c "
