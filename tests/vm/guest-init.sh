@@ -69,6 +69,16 @@ if [ "$NIC" = 1 ]; then
     ip addr add 10.0.2.15/24 dev eth0
 fi
 
+# Quiet while booting, but a lockup or oops from here on prints its whole stack, and a
+# soft lockup panics the guest: qemu then exits at once (-no-reboot) and the host
+# reports the failure instead of waiting for its timeout. A CPU counts as locked up
+# after 60 s (twice watchdog_thresh) rather than 20: an emulated CPU starved by a busy
+# host for a while is not a hang.
+echo 5 >/newroot/proc/sys/kernel/printk
+echo 30 >/newroot/proc/sys/kernel/watchdog_thresh
+echo 1 >/newroot/proc/sys/kernel/softlockup_panic
+echo 1 >/newroot/proc/sys/kernel/softlockup_all_cpu_backtrace
+
 up=$(cut -d' ' -f1 /newroot/proc/uptime)
 echo "socktrace-vm: kernel $(uname -r) up after ${up}s"
 
