@@ -91,7 +91,7 @@ public static class AgentHost
         // Opening a directory fails with "Access to the path is denied", which sends the
         // reader to check permissions instead of the path.
         if (Directory.Exists(path))
-            throw new StartupException(ExitCodes.Usage, $"cannot read config file {path}: it is a directory");
+            throw new StartupException(ExitCodes.ConfigFile, $"cannot read config file {path}: it is a directory");
         try
         {
             using var stream = File.OpenRead(path);
@@ -99,11 +99,11 @@ public static class AgentHost
         }
         catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
         {
-            throw new StartupException(ExitCodes.Usage, $"cannot read config file {path}: {ex.Message}");
+            throw new StartupException(ExitCodes.ConfigFile, $"cannot read config file {path}: {ex.Message}");
         }
         catch (Exception ex) when (ex is FormatException or System.Text.Json.JsonException or InvalidDataException)
         {
-            throw new StartupException(ExitCodes.Usage, $"config file {path} is not valid JSON: {ex.Message}");
+            throw new StartupException(ExitCodes.ConfigFile, $"config file {path} is not valid JSON: {ex.Message}");
         }
     }
 

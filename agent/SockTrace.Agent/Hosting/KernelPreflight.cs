@@ -24,7 +24,7 @@ public static class KernelPreflight
     {
         CheckCapabilities(EffectiveCapabilities());
         if (!File.Exists(BtfPath))
-            throw new StartupException(ExitCodes.KernelUnsupported,
+            throw new StartupException(ExitCodes.NoBtf,
                 $"this kernel has no BTF ({BtfPath} is missing): SockTrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
         EnsureTracefs();
     }
@@ -44,7 +44,8 @@ public static class KernelPreflight
         if (missing.Count == 0)
             return;
         string who = Interop.Libc.geteuid() == 0 ? "running as root but" : "not running as root and";
-        throw new StartupException(ExitCodes.Permission,
+        int exitCode = missing.Count > 1 ? ExitCodes.NoPrivilege : Has(CapBpf) ? ExitCodes.MissingCapPerfmon : ExitCodes.MissingCapBpf;
+        throw new StartupException(exitCode,
             $"{who} missing capabilit{(missing.Count > 1 ? "ies" : "y")} {string.Join(", ", missing)}: run as root or grant {string.Join(" and ", missing)}");
     }
 
@@ -72,12 +73,12 @@ public static class KernelPreflight
         if (Directory.Exists(Path.Combine(TracefsPath, "events")) || Directory.Exists(Path.Combine(DebugfsTracingPath, "events")))
             return;
         if (!Directory.Exists(TracefsPath))
-            throw new StartupException(ExitCodes.KernelUnsupported,
+            throw new StartupException(ExitCodes.NoTracefs,
                 $"tracefs is not available: {TracefsPath} does not exist (kernel without CONFIG_TRACING, or /sys not mounted from the host)");
         if (Interop.Libc.mount("nodev", TracefsPath, "tracefs", 0, 0) != 0)
         {
             int errno = Marshal.GetLastPInvokeError();
-            throw new StartupException(ExitCodes.KernelUnsupported,
+            throw new StartupException(ExitCodes.NoTracefs,
                 $"tracefs is not mounted at {TracefsPath} and mounting it failed: {ErrnoNames.Describe(errno)}; mount it (mount -t tracefs nodev {TracefsPath}) or grant CAP_SYS_ADMIN");
         }
     }

@@ -12,13 +12,13 @@ public sealed class KernelPreflightTests
     public void EnoughCapabilitiesPass(ulong effective) => KernelPreflight.CheckCapabilities(effective);
 
     [Theory]
-    [InlineData(Bpf, "CAP_PERFMON")]
-    [InlineData(Perfmon, "CAP_BPF")]
-    [InlineData(0UL, "CAP_BPF, CAP_PERFMON")]
-    public void MissingCapabilitiesAreNamed(ulong effective, string named)
+    [InlineData(Bpf, "CAP_PERFMON", ExitCodes.MissingCapPerfmon)]
+    [InlineData(Perfmon, "CAP_BPF", ExitCodes.MissingCapBpf)]
+    [InlineData(0UL, "CAP_BPF, CAP_PERFMON", ExitCodes.NoPrivilege)]
+    public void MissingCapabilitiesAreNamed(ulong effective, string named, int exitCode)
     {
         var ex = Assert.Throws<StartupException>(() => KernelPreflight.CheckCapabilities(effective));
-        Assert.Equal(ExitCodes.Permission, ex.ExitCode);
+        Assert.Equal(exitCode, ex.ExitCode);
         Assert.Contains("missing capabilit", ex.Message);
         Assert.Contains(named + ":", ex.Message);
     }

@@ -82,7 +82,7 @@ public sealed class AgentProcessTests
     [Theory]
     [InlineData(new[] { "--bogus", "1" }, 2, "socktrace: unknown argument '--bogus' (see socktrace --help)")]
     [InlineData(new[] { "--ring-buffer-bytes", "1000" }, 2, "socktrace: invalid --ring-buffer-bytes (SOCKTRACE_RING_BUFFER_BYTES, SockTrace:RingBufferBytes) value '1000': must be a power of two from 4096 to 1073741824")]
-    [InlineData(new[] { "--config", "/nonexistent/socktrace.json" }, 2, "socktrace: cannot read config file /nonexistent/socktrace.json: Could not find a part of the path '/nonexistent/socktrace.json'.")]
+    [InlineData(new[] { "--config", "/nonexistent/socktrace.json" }, 3, "socktrace: cannot read config file /nonexistent/socktrace.json: Could not find a part of the path '/nonexistent/socktrace.json'.")]
     public void BadInputExitsWithOneLine(string[] args, int exitCode, string line)
     {
         using var agent = AgentProcess.Start(args);
@@ -96,7 +96,7 @@ public sealed class AgentProcessTests
         Requires.Bpf();
         using var taken = Loopback.Listen();
         using var agent = AgentProcess.Start(["--urls", $"http://127.0.0.1:{taken.Port()}"]);
-        Assert.Equal(6, agent.WaitForExit(TimeSpan.FromMinutes(5)));
+        Assert.Equal(11, agent.WaitForExit(TimeSpan.FromMinutes(5)));
         Assert.Equal($"socktrace: cannot serve metrics: Failed to bind to address http://127.0.0.1:{taken.Port()}: address already in use.", agent.Stderr.Trim());
     }
 }

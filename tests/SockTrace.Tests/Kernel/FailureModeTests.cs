@@ -22,7 +22,7 @@ public sealed class FailureModeTests : IDisposable
     public void AConfigPathThatIsADirectory()
     {
         var (code, line) = Run(["--config", _dir.FullName]);
-        Assert.Equal(2, code);
+        Assert.Equal(3, code);
         Assert.Equal($"socktrace: cannot read config file {_dir.FullName}: it is a directory", line);
     }
 
@@ -31,7 +31,7 @@ public sealed class FailureModeTests : IDisposable
     {
         string config = Write("bad.json", """{"SockTrace": {"AttachMode": "auto" """);
         var (code, line) = Run(["--config", config]);
-        Assert.Equal(2, code);
+        Assert.Equal(3, code);
         Assert.StartsWith($"socktrace: config file {config} is not valid JSON: ", line);
     }
 
@@ -42,7 +42,7 @@ public sealed class FailureModeTests : IDisposable
         string config = Write("secret.json", "{}");
         File.SetUnixFileMode(config, UnixFileMode.None);
         var (code, line) = Run(["--config", config], Script("nobody", AsNobody));
-        Assert.Equal(2, code);
+        Assert.Equal(3, code);
         Assert.Equal($"socktrace: cannot read config file {config}: Access to the path '{config}' is denied.", line);
     }
 
@@ -51,7 +51,7 @@ public sealed class FailureModeTests : IDisposable
     {
         Requires.Root();
         var (code, line) = Run([], Script("nobody", AsNobody));
-        Assert.Equal(3, code);
+        Assert.Equal(4, code);
         Assert.Equal("socktrace: not running as root and missing capabilities CAP_BPF, CAP_PERFMON: run as root or grant CAP_BPF and CAP_PERFMON", line);
     }
 
@@ -61,7 +61,7 @@ public sealed class FailureModeTests : IDisposable
         Requires.Root();
         // An empty /sys/kernel/btf in a mount namespace of the agent's own.
         var (code, line) = Run([], Script("no-btf", InPrivateMounts("mount -t tmpfs none /sys/kernel/btf", "exec \"$@\"")));
-        Assert.Equal(4, code);
+        Assert.Equal(7, code);
         Assert.Equal("socktrace: this kernel has no BTF (/sys/kernel/btf/vmlinux is missing): SockTrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y", line);
     }
 
@@ -74,7 +74,7 @@ public sealed class FailureModeTests : IDisposable
         var (code, line) = Run([], Script("no-tracefs", InPrivateMounts(
             "mount -t tmpfs none /sys/kernel/tracing && mount -t tmpfs none /sys/kernel/debug",
             "exec setpriv --inh-caps=-all,+bpf,+perfmon --ambient-caps=-all,+bpf,+perfmon --bounding-set=-all,+bpf,+perfmon \"$@\"")));
-        Assert.Equal(4, code);
+        Assert.Equal(8, code);
         Assert.Equal("socktrace: tracefs is not mounted at /sys/kernel/tracing and mounting it failed: EPERM (Operation not permitted); mount it (mount -t tracefs nodev /sys/kernel/tracing) or grant CAP_SYS_ADMIN", line);
     }
 
