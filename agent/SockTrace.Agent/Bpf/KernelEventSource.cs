@@ -70,6 +70,9 @@ public sealed partial class KernelEventSource : IEventSource
 
     public event Action<Exception>? Faulted;
 
+    /// <summary>The fd of one of the object's maps, for tests that look inside.</summary>
+    internal int MapFd(string mapName) => _object.MapFd(mapName);
+
     public void Start() => _reader.Start();
 
     public void Dispose()

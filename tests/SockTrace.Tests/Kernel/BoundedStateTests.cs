@@ -9,7 +9,8 @@ namespace SockTrace.Tests.Kernel;
 /// The maps that hold calls in flight (an accept entered, not yet returned; a close seen,
 /// its fd not yet reused) lose an entry whenever a return is missed: a kretprobe past its
 /// maxactive, a program detached mid-call. They must be LRU, so the kernel evicts the
-/// oldest instead of refusing new calls once they fill.
+/// oldest instead of refusing new calls once they fill; and a killed process must not
+/// leave entries behind in the first place.
 /// </summary>
 [Trait("Category", "Kernel")]
 public sealed class BoundedStateTests
@@ -37,6 +38,37 @@ public sealed class BoundedStateTests
         // No plain hash map anywhere: one would fill and then refuse every new call.
         Assert.DoesNotContain(maps.Values, m => m.Type is BpfMapTypeHash or BpfMapTypePercpuHash);
         Assert.All(maps.Values.Where(m => m.Type is BpfMapTypeLruHash or BpfMapTypeLruPercpuHash), m => Assert.InRange(m.MaxEntries, 1, 65536));
+    }
+
+    /// <summary>
+    /// Processes killed while their threads sleep in accept4(), round after round: each
+    /// thread's in-flight entry is there while it waits, and gone once its process is
+    /// reaped (the killed call still returns, -ERESTARTSYS, through every attach mode's exit
+    /// hook), so killing leaves nothing behind for the LRU to clean up.
+    /// </summary>
+    [Fact]
+    public void ProcessesKilledMidAcceptLeaveNoEntries()
+    {
+        const int rounds = 20, threads = 4;
+        using var pipeline = new KernelPipeline();
+        int calls = pipeline.Source.MapFd("st_accept_calls");
+        for (int round = 0; round < rounds; round++)
+        {
+            using var blocked = FdRaceWorkload.StartBlocked(threads);
+            var keys = blocked.Tids.Select(tid => ((ulong)(uint)blocked.Pid << 32) | (uint)tid).ToList();
+            Assert.Equal(threads, keys.Count(key => IsInFlight(calls, key)));
+            blocked.Kill();
+            Assert.Equal(0, keys.Count(key => IsInFlight(calls, key)));
+        }
+    }
+
+    /// <summary>Whether st_accept_calls holds an entry for this pid_tgid.</summary>
+    private static unsafe bool IsInFlight(int mapFd, ulong pidTgid)
+    {
+        byte* value = stackalloc byte[64];
+        int err = SockTrace.Agent.Bpf.Interop.Libbpf.bpf_map_lookup_elem(mapFd, &pidTgid, value);
+        Assert.True(err is 0 or -2, $"bpf_map_lookup_elem: {err}");
+        return err == 0;
     }
 
     /// <summary>The maps this process holds fds of, by name: type and max_entries from

@@ -5,6 +5,28 @@ namespace SockTrace.Tests.Support;
 /// <summary>What Workloads/fdrace.c reported doing: its process name, pid, and each race as (tid, fd).</summary>
 internal sealed record FdRaceRun(string Comm, int Pid, int Count, IReadOnlyList<(int Tid, int Fd)> Races);
 
+/// <summary>A process whose threads sleep in accept4(), until it is killed.</summary>
+internal sealed class BlockedAccepts(Process process, int pid, IReadOnlyList<int> tids) : IDisposable
+{
+    public int Pid { get; } = pid;
+    public IReadOnlyList<int> Tids { get; } = tids;
+
+    /// <summary>SIGKILL, and return once the process is reaped: all its threads have left
+    /// the kernel by then.</summary>
+    public void Kill()
+    {
+        process.Kill();
+        process.WaitForExit();
+    }
+
+    public void Dispose()
+    {
+        if (!process.HasExited)
+            Kill();
+        process.Dispose();
+    }
+}
+
 /// <summary>Builds Workloads/fdrace.c with the system C compiler and runs it.</summary>
 internal static class FdRaceWorkload
 {
@@ -33,6 +55,31 @@ internal static class FdRaceWorkload
         int Value(string key) => int.Parse(lines.Single(l => l[0] == key)[1], System.Globalization.CultureInfo.InvariantCulture);
         var races = lines.Where(l => l[0] == "race").Select(l => (int.Parse(l[1], System.Globalization.CultureInfo.InvariantCulture), int.Parse(l[2], System.Globalization.CultureInfo.InvariantCulture))).ToList();
         return new FdRaceRun(comm, Value("pid"), Value(args[0] == "reuse" ? "reuse" : "busy"), races);
+    }
+
+    /// <summary>`fdrace block T`: returns once its T threads sleep in accept4(); disposing kills it.</summary>
+    public static BlockedAccepts StartBlocked(int threads)
+    {
+        string comm = $"fdrace-block{Interlocked.Increment(ref s_runs)}";
+        string binary = Path.Combine(Path.GetDirectoryName(Binary.Value)!, comm);
+        File.Copy(Binary.Value, binary, overwrite: true);
+        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true };
+        psi.ArgumentList.Add("block");
+        psi.ArgumentList.Add(threads.ToString(System.Globalization.CultureInfo.InvariantCulture));
+        var p = Process.Start(psi)!;
+        var tids = new List<int>();
+        int pid = 0;
+        while (p.StandardOutput.ReadLine() is { } line && line != "ready")
+        {
+            string[] f = line.Split(' ');
+            if (f[0] == "pid")
+                pid = int.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture);
+            else if (f[0] == "blocked")
+                tids.Add(int.Parse(f[1], System.Globalization.CultureInfo.InvariantCulture));
+        }
+        if (tids.Count != threads)
+            Assert.Fail($"fdrace block {threads} stopped early: {p.StandardError.ReadToEnd()}");
+        return new BlockedAccepts(p, pid, tids);
     }
 
     private static string Build()

@@ -6,6 +6,9 @@
 //   fdrace reuse K M W   K times: another thread closes an accepted fd and this one's
 //                        next accept4() returns the same number at once; M times the
 //                        same but 4 W later. W is the race window in microseconds.
+//   fdrace block T       T threads block in accept4() for good; prints "blocked TID"
+//                        for each once it sleeps there, then "ready", and waits to be
+//                        killed.
 // Prints what it observed, one "key value" per line, for the test to compare.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -194,12 +197,31 @@ static void reuse(int fast, int slow, long window_us)
 	printf("reuse %d\n", observed);
 }
 
+static void block(int threads)
+{
+	struct acceptor a[64] = { 0 };
+	pthread_t t;
+
+	if (threads < 1 || threads > 64)
+		die("block: 1 to 64 threads");
+	for (int i = 0; i < threads; i++) {
+		if (pthread_create(&t, NULL, accept_once, &a[i]))
+			die("pthread_create");
+		while (!a[i].tid || !blocked_in_accept(a[i].tid))
+			usleep(1000);
+		printf("blocked %d\n", a[i].tid);
+	}
+	printf("ready\n");
+	for (;;)
+		pause();
+}
+
 int main(int argc, char **argv)
 {
 	socklen_t len = sizeof(addr);
 
 	if (argc < 3)
-		return fprintf(stderr, "usage: fdrace dup2-busy R | reuse K M W\n"), 2;
+		return fprintf(stderr, "usage: fdrace dup2-busy R | reuse K M W | block T\n"), 2;
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	listener = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	addr.sin_family = AF_INET;
@@ -212,6 +234,8 @@ int main(int argc, char **argv)
 		dup2_busy(atoi(argv[2]));
 	else if (!strcmp(argv[1], "reuse") && argc == 5)
 		reuse(atoi(argv[2]), atoi(argv[3]), atol(argv[4]));
+	else if (!strcmp(argv[1], "block"))
+		block(atoi(argv[2]));
 	else
 		return fprintf(stderr, "fdrace: unknown mode %s\n", argv[1]), 2;
 	return 0;
