@@ -26,7 +26,7 @@ sender=$!
 trap 'kill $sender 2>/dev/null || true' EXIT
 
 project=tests/SockTrace.Tests/SockTrace.Tests.csproj
-# One test class at a time: two emulated CPUs gain nothing from parallel classes, and
+# One test class at a time: one emulated CPU gains nothing from parallel classes, and
 # each class then sees only its own programs attached.
 serial='-- xUnit.ParallelizeTestCollections=false'
 guest_tests="
@@ -39,9 +39,10 @@ guest_tests="
 
 # A failing test fails the run at once. A guest kernel that crashed or hung (a soft
 # lockup panics it: guest-init.sh) is booted once more, and a second crash fails the run.
-# Under software emulation one such hang was seen in many runs: both emulated CPUs stuck
-# for good in the .NET runtime's own threads (".NET Timer", ".NET Tiered Com"), none of
-# them a thread whose syscalls the programs under test trace. scripts/test.sh counts only
+# Under software emulation one such hang was seen in many runs, with two emulated CPUs
+# (now one, run-in-vm.sh): both stuck for good in the .NET runtime's own threads (".NET
+# Timer", ".NET Tiered Com"), none of them a thread whose syscalls the programs under test
+# trace. scripts/test.sh counts only
 # the last attempt's results.
 for attempt in 1 2; do
   echo "== guest attempt $attempt"

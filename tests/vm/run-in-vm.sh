@@ -170,7 +170,11 @@ if [ ${#nics[@]} -gt 0 ]; then add_module e1000; fi
 # -smap: under TCG, the iretq with which the .NET runtime resumes a redirected thread
 # (RtlRestoreContext) faults in the guest as a supervisor access to the user stack when
 # SMAP is on; the guest oopses and the test process dies.
-qemu_args=(-nodefaults -no-user-config -accel tcg -cpu max,-smap -smp 2 -m "$mem"
+# One CPU by default (SOCKTRACE_VM_CPUS): the kernel tests take as long on one emulated
+# CPU as on two (two vCPU threads only compete for the host's two cores), and a single CPU
+# leaves no cross-CPU interrupt for the emulator to lose. The one guest hang seen, both
+# vCPUs stuck in kernel mode for good under .NET runtime threads, was of that shape.
+qemu_args=(-nodefaults -no-user-config -accel tcg -cpu max,-smap -smp "${SOCKTRACE_VM_CPUS:-1}" -m "$mem"
            -display none -no-reboot)
 # Commas are qemu's option separator; doubling one escapes it.
 qemu_args+=(-virtfs "local,path=/,mount_tag=hostroot,security_model=none,readonly=on,multidevs=remap")
