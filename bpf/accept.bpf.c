@@ -9,6 +9,7 @@
  */
 #include "common.bpf.h"
 #include "fdrace.bpf.h"
+#include "listen.bpf.h"
 #include <bpf/bpf_endian.h>
 
 #define AF_INET 2
@@ -109,6 +110,8 @@ static __always_inline void accept_enter(long listen_fd)
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return;
+	/* The queue this call is about to take from, as `ss -lnt` would show it now. */
+	st_listen_seen(sk, 0);
 	call.enter_ns = bpf_ktime_get_ns();
 	call.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_ANY))

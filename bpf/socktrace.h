@@ -73,6 +73,19 @@ struct st_fd_race_record {
 
 #define ST_IFNAME_LEN 16
 
+/* st_listen (bpf/listen.bpf.h): a listening socket, by network namespace and port. */
+struct st_listen_key {
+	__u32 netns;          /* inode number of the listener's network namespace */
+	__u16 port;           /* host byte order */
+	__u16 _pad;
+};
+
+struct st_listen_value {
+	__u64 overflows;      /* connections refused because the accept queue was full */
+	__u32 depth;          /* accept-queue length (sk_ack_backlog) at the last accept or overflow */
+	__u32 limit;          /* the backlog listen() set (sk_max_ack_backlog) */
+};
+
 /* Key of the per-CPU map st_rx_devices: ifindex alone repeats in every network namespace. */
 struct st_rx_key {
 	__u32 netns;          /* inode number of the device's network namespace */

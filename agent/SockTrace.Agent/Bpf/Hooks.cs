@@ -91,5 +91,18 @@ public static class Hooks
         [AttachMode.Tracepoint] = [new("st_tp_btf_netif_receive_skb", Tracepoint: "net/netif_receive_skb")],
     });
 
-    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close, Rx];
+    /// <summary>Connections refused for a full accept queue (bpf/listen.bpf.c says why these
+    /// functions, and why kprobes only). No tracepoint exists there: without kprobes the
+    /// overflows are not counted, and the queue depth still comes from the accept hook.</summary>
+    public static readonly Hook ListenOverflow = new("listen_overflow", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Kprobe] =
+        [
+            new("st_kp_tcp_conn_request", "tcp_conn_request"),
+            new("st_kp_tcp_v4_syn_recv_sock", "tcp_v4_syn_recv_sock"),
+            new("st_kp_tcp_v6_syn_recv_sock", "tcp_v6_syn_recv_sock"),
+        ],
+    }, Required: false);
+
+    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close, Rx, ListenOverflow];
 }

@@ -15,6 +15,7 @@ public sealed partial class AgentService(
     FdRaceMetrics fdRaceMetrics,
     AgentMetrics agentMetrics,
     RxMetrics rxMetrics,
+    ListenMetrics listenMetrics,
     IHostApplicationLifetime lifetime,
     ILoggerFactory loggerFactory) : IHostedService
 {
@@ -39,6 +40,7 @@ public sealed partial class AgentService(
         agentMetrics.Observe(source, decoder);
         if (options.RxMetrics)
             rxMetrics.Observe(source.RxDevices.Read);
+        listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
         source.Start();
         _source = source;
         LogStarted(options.RingBufferBytes, (int)options.PollInterval.TotalMilliseconds);

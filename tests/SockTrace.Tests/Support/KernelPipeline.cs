@@ -36,6 +36,11 @@ internal sealed class KernelPipeline : IDisposable
         Rx = new RxMetrics(meters);
         Rx.Observe(Source.RxDevices.Read);
         RxBytes = Collect<long>(meters, "socktrace.rx.bytes");
+        Listen = new ListenMetrics(meters);
+        Listen.Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
+        ListenOverflows = Collect<long>(meters, "socktrace.listen.overflows");
+        ListenDepth = Collect<long>(meters, "socktrace.listen.queue.depth");
+        ListenLimit = Collect<long>(meters, "socktrace.listen.queue.limit");
         Source.Start();
     }
 
@@ -75,6 +80,26 @@ internal sealed class KernelPipeline : IDisposable
         RxBytes.Clear();
         RxBytes.RecordObservableInstruments();
         return RxBytes.GetMeasurementSnapshot().ToDictionary(m => ((string)m.Tags["path"]!, (string)m.Tags["device"]!), m => m.Value);
+    }
+
+    public ListenMetrics Listen { get; }
+    public MetricCollector<long> ListenOverflows { get; }
+    public MetricCollector<long> ListenDepth { get; }
+    public MetricCollector<long> ListenLimit { get; }
+
+    /// <summary>The listen metrics as a scrape reads them now, by (netns, port): null where a
+    /// listener has no series.</summary>
+    public (long? Overflows, long? Depth, long? Limit) ScrapeListen(string netns, int port)
+    {
+        long? Read(MetricCollector<long> collector)
+        {
+            collector.Clear();
+            collector.RecordObservableInstruments();
+            string portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            var mine = collector.GetMeasurementSnapshot().Where(m => (string?)m.Tags["netns"] == netns && (string?)m.Tags["port"] == portText).ToList();
+            return mine.Count == 0 ? null : Assert.Single(mine).Value;
+        }
+        return (Read(ListenOverflows), Read(ListenDepth), Read(ListenLimit));
     }
 
     private MetricCollector<T> Collect<T>(IMeterFactory meters, string instrument) where T : struct
