@@ -4,8 +4,8 @@ using SockTrace.Agent.Bpf;
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>
-/// `socktrace check`: the kernel features the agent depends on, and the attach mode each
-/// hook would use with the given settings. Exits 0 only when the agent can run here, so it
+/// `socktrace check`: the kernel features the agent depends on, the attach mode each
+/// hook would use with the given settings, and with --attribution kubernetes what that needs. Exits 0 only when the agent can run here, so it
 /// serves as an init container or a pre-flight step in a node image build.
 /// </summary>
 public static class CheckCommand
@@ -40,6 +40,17 @@ public static class CheckCommand
         {
             table.AppendLine($"cannot run here: {ex.Message}");
             exitCode = ex.ExitCode;
+        }
+        if (options.Attribution == AgentOptions.AttributionKubernetes)
+        {
+            table.AppendLine();
+            Row(table, "ATTRIBUTION", "OK", "DETAIL");
+            var results = Attribution.AttributionCheck.Run(Attribution.PodAttributionService.CgroupMount, Environment.GetEnvironmentVariable("NODE_NAME"),
+                () => new k8s.Kubernetes(k8s.KubernetesClientConfiguration.InClusterConfig()), TimeSpan.FromSeconds(10));
+            foreach (var result in results)
+                Row(table, result.Name, YesNo(result.Ok), result.Detail);
+            if (exitCode == ExitCodes.Ok && results.FirstOrDefault(r => !r.Ok) is { } failed)
+                exitCode = failed.ExitCode;
         }
         output.Write(table.ToString());
         return exitCode;

@@ -27,6 +27,8 @@ public static class ExitCodes
     public const int BpfFailure = 10;
     /// <summary>The metrics address is in use.</summary>
     public const int Endpoint = 11;
+    /// <summary>`socktrace check` with --attribution kubernetes: listing this node's pods failed.</summary>
+    public const int KubernetesApi = 12;
 }
 
 /// <summary>A start-up failure with a one-line reason and the exit code to leave with.</summary>
