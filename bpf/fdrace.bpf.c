@@ -140,8 +140,31 @@ int BPF_KPROBE(st_kp_fd_install, unsigned int fd)
 }
 
 /* ---- hook "close": the closes reuse_after_close is judged against ----
- * Tracepoints only: close() reaches no single non-static function across kernels
- * (close_fd() until 6.11, file_close_fd() after). */
+ * close() ends in close_fd() (fs/open.c, fs/file.c) until 6.10; 6.11 replaced it with
+ * file_close_fd(), which returns the file instead of closing it. The kprobe and fentry
+ * programs hook close_fd(), so on 6.11 and later the agent falls back to the syscall
+ * tracepoints, and elsewhere keeps them, and their cost on every syscall, off. */
+
+SEC("fexit/close_fd")
+int BPF_PROG(st_fx_close_fd, unsigned int fd, int ret)
+{
+	closed(fd, ret);
+	return 0;
+}
+
+SEC("kprobe/close_fd")
+int BPF_KPROBE(st_kp_close_fd, unsigned int fd)
+{
+	remember_arg(&st_close_calls, fd);
+	return 0;
+}
+
+SEC("kretprobe/close_fd")
+int BPF_KRETPROBE(st_krp_close_fd, int ret)
+{
+	closed(recall_arg(&st_close_calls), ret);
+	return 0;
+}
 
 SEC("tracepoint/syscalls/sys_enter_close")
 int st_tp_enter_close(struct trace_event_raw_sys_enter *ctx)

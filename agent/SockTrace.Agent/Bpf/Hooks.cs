@@ -65,8 +65,12 @@ public static class Hooks
         [AttachMode.Kprobe] = [new("st_kp_fd_install", "fd_install")],
     }, Required: false);
 
+    /// <summary>close_fd() exists until 6.10 (bpf/fdrace.bpf.c): on later kernels this hook
+    /// falls back to the syscall tracepoints in every mode.</summary>
     public static readonly Hook Close = new("close", new Dictionary<AttachMode, HookProgram[]>
     {
+        [AttachMode.Fentry] = [new("st_fx_close_fd", "close_fd")],
+        [AttachMode.Kprobe] = [new("st_kp_close_fd", "close_fd"), new("st_krp_close_fd", "close_fd")],
         [AttachMode.Tracepoint] =
         [
             new("st_tp_enter_close", Tracepoint: "syscalls/sys_enter_close"),
