@@ -228,6 +228,8 @@ static __always_inline void sock_state_change(const struct sock *sk, int oldstat
 
 	if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED)
 		client_established(sk);
+	if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
+		st_listen_forget(sk);
 	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
 		return;
 	now = bpf_ktime_get_ns();

@@ -18,7 +18,7 @@ namespace SockTrace.Tests.Kernel;
 public sealed class ListenQueueTests(ITestOutputHelper output)
 {
     /// <summary>Backlog 4, three connections waiting (the kernel's Recv-Q says 3), one accept:
-    /// the depth it took from is 3 and the limit 4.</summary>
+    /// the depth it took from is 3 and the limit 4; closing the listener removes its series.</summary>
     [Fact]
     public void QueueDepthOfAListenerInAnotherNamespace()
     {
@@ -39,6 +39,12 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         // Counted only where the listen_overflow hook is attached; elsewhere not claimed.
         bool counted = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow).Mode is not null;
         Assert.Equal(counted ? 0 : null, overflows);
+
+        // A closed listener's series are gone at the next scrape (close() runs the state
+        // change that removes it). Bound to port 0, so the kernel has zeroed its port number
+        // by then (bpf/listen.bpf.h).
+        listener.Close();
+        Assert.Equal((null, null, null), pipeline.ScrapeListen(netns, port));
         clients.ForEach(c => c.Dispose());
     }
 
