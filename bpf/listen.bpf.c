@@ -18,7 +18,6 @@
  * that every mode counts the same overflows.
  */
 #include "listen.bpf.h"
-#include <bpf/bpf_endian.h>
 
 #define ETH_P_IP 0x0800
 
