@@ -41,23 +41,25 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
             [crio] = $"{Parent}/crio-{crio}.scope",
         };
 
-        var seen = new ConcurrentQueue<(ushort Port, ulong CgroupId, ContainerCgroup Container)>();
+        var seen = new ConcurrentQueue<(ushort Port, uint Pid, ulong CgroupId, ContainerCgroup Container)>();
         var attribution = new CgroupAttribution(new CgroupDirectory(Root, minRescanInterval: TimeSpan.Zero));
         var decoder = new RecordDecoder(new Capture((in AcceptRecord r) =>
-            seen.Enqueue((r.ListenPort, r.CgroupId, attribution.Resolve(r.CgroupId)))), new IgnoreRaces());
+            seen.Enqueue((r.ListenPort, r.Pid, r.CgroupId, attribution.Resolve(r.CgroupId)))), new IgnoreRaces());
         using var source = new KernelEventSource(decoder, KernelPipeline.PlanUnderTest(), KernelPipeline.KernelUnderTest,
             new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
         source.Start();
 
-        var ports = new Dictionary<string, int>();
+        var listeners = new Dictionary<string, (int Port, int Pid)>();
         foreach (var (id, cgroup) in cgroups)
-            ports[id] = RunListenerIn(cgroup);
+            listeners[id] = RunListenerIn(cgroup);
 
-        foreach (var (id, port) in ports)
+        // By port and pid: another test's listener may get the same port number once this one is gone.
+        foreach (var (id, (port, pid)) in listeners)
         {
-            Eventually.True(() => seen.Count(s => s.Port == port) >= Accepts, $"{Accepts} accepts on port {port}");
+            bool Mine((ushort Port, uint Pid, ulong CgroupId, ContainerCgroup Container) s) => s.Port == port && s.Pid == pid;
+            Eventually.True(() => seen.Count(Mine) >= Accepts, $"{Accepts} accepts on port {port}");
             Thread.Sleep(100);
-            var accepts = seen.Where(s => s.Port == port).ToList();
+            var accepts = seen.Where(Mine).ToList();
             output.WriteLine($"port {port}: {accepts.Count} accepts, cgroup id {accepts[0].CgroupId} -> {accepts[0].Container}");
             Assert.Equal(Accepts, accepts.Count);
             ulong expectedCgroupId = Inode(Path.Combine(Root, cgroups[id]));
@@ -67,8 +69,8 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
                 Assert.Equal(id, a.Container.ContainerId);
             });
         }
-        Assert.Equal(pod, seen.First(s => s.Port == ports[containerd]).Container.PodUid);
-        Assert.Null(seen.First(s => s.Port == ports[crio]).Container.PodUid);
+        Assert.Equal(pod, seen.First(s => s.Pid == listeners[containerd].Pid).Container.PodUid);
+        Assert.Null(seen.First(s => s.Pid == listeners[crio].Pid).Container.PodUid);
     }
 
     /// <summary>
@@ -99,23 +101,26 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
             new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
         source.Start();
 
-        int port = RunListenerIn($"{Parent}/kubepods-besteffort-pod{uid.Replace('-', '_')}.slice/cri-containerd-{id}.scope");
+        var (port, pid) = RunListenerIn($"{Parent}/kubepods-besteffort-pod{uid.Replace('-', '_')}.slice/cri-containerd-{id}.scope");
 
         List<(string Namespace, string Pod, string Container, long Count)> series = [];
-        Eventually.True(() => (series = Exported(provider, exported, port)).Sum(s => s.Count) >= Accepts, $"{Accepts} accepts on port {port}");
+        Eventually.True(() => (series = Exported(provider, exported, port, pid)).Sum(s => s.Count) >= Accepts, $"{Accepts} accepts on port {port}");
         Thread.Sleep(100);
-        series = Exported(provider, exported, port);
+        series = Exported(provider, exported, port, pid);
         output.WriteLine($"port {port}: {string.Join("; ", series)}");
         Assert.Equal([("shop", "web-0", "web", (long)Accepts)], series);
 
         await api.Send("DELETED", pod);
-        Eventually.True(() => Exported(provider, exported, port).Count == 0, "the deleted pod's series to leave the export", TimeSpan.FromSeconds(20));
+        Eventually.True(() => Exported(provider, exported, port, pid).Count == 0, "the deleted pod's series to leave the export", TimeSpan.FromSeconds(20));
 
         await stop.CancelAsync();
         await watching;
     }
 
-    private static List<(string Namespace, string Pod, string Container, long Count)> Exported(MeterProvider provider, List<Metric> exported, int port)
+    /// <summary>The accept series of the listener on <paramref name="port"/> with process id
+    /// <paramref name="pid"/>: its comm (ListenerComm) tells it from another test's listener
+    /// that gets the same port number once this one is gone.</summary>
+    private static List<(string Namespace, string Pod, string Container, long Count)> Exported(MeterProvider provider, List<Metric> exported, int port, int pid)
     {
         lock (exported)
         {
@@ -129,7 +134,8 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
                     var tags = new Dictionary<string, object?>();
                     foreach (var tag in point.Tags)
                         tags[tag.Key] = tag.Value;
-                    if ((string?)tags.GetValueOrDefault("port") == port.ToString(System.Globalization.CultureInfo.InvariantCulture) && tags.ContainsKey("pod"))
+                    if ((string?)tags.GetValueOrDefault("port") == port.ToString(System.Globalization.CultureInfo.InvariantCulture)
+                        && (string?)tags.GetValueOrDefault("comm") == ListenerComm(pid) && tags.ContainsKey("pod"))
                         series.Add(((string)tags["namespace"]!, (string)tags["pod"]!, (string)tags["container"]!, point.GetSumLong()));
                 }
             }
@@ -139,11 +145,16 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
 
     /// <summary>A python3 listener moved into <paramref name="cgroup"/> before it accepts
     /// <see cref="Accepts"/> connections; returns its port once they are all made.</summary>
-    private int RunListenerIn(string cgroup)
+    private (int Port, int Pid) RunListenerIn(string cgroup)
     {
         string dir = Path.Combine(Root, cgroup);
         CreateCgroup(dir);
-        var info = new ProcessStartInfo("python3") { RedirectStandardInput = true, RedirectStandardOutput = true };
+        // Started through a link of its own name, so the process's comm is unique to it.
+        string name = $"stcg{Interlocked.Increment(ref s_listeners)}-{Environment.ProcessId % 100_000}";
+        string link = Path.Combine(Path.GetTempPath(), name);
+        File.Delete(link);
+        File.CreateSymbolicLink(link, Python.Value);
+        var info = new ProcessStartInfo(link) { RedirectStandardInput = true, RedirectStandardOutput = true };
         info.ArgumentList.Add("-c");
         info.ArgumentList.Add($$"""
             import socket, sys
@@ -169,8 +180,24 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
         }
         Assert.True(listener.WaitForExit(TimeSpan.FromSeconds(30)), "the listener did not finish its accepts");
         Assert.Equal(0, listener.ExitCode);
-        return port;
+        s_comms[listener.Id] = name;
+        File.Delete(link);
+        return (port, listener.Id);
     }
+
+    private static int s_listeners;
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> s_comms = new();
+
+    private static string ListenerComm(int pid) => s_comms[pid];
+
+    /// <summary>python3 itself: a link to a link (pyenv, alternatives) would name the last one.</summary>
+    private static readonly Lazy<string> Python = new(() =>
+    {
+        using var p = Process.Start(new ProcessStartInfo("python3", ["-c", "import sys; print(sys.executable)"]) { RedirectStandardOutput = true })!;
+        string path = p.StandardOutput.ReadToEnd().Trim();
+        p.WaitForExit();
+        return new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? path;
+    });
 
     private void CreateCgroup(string dir)
     {
