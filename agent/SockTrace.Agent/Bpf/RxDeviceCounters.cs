@@ -5,7 +5,6 @@ namespace SockTrace.Agent.Bpf;
 /// <summary>Reads st_rx_devices (bpf/rx.bpf.c), a per-CPU hash of receive counters by device.</summary>
 public sealed unsafe class RxDeviceCounters
 {
-    private const int ENOENT = 2;
     private readonly int _mapFd;
     private readonly int _cpus;
 
@@ -17,34 +16,14 @@ public sealed unsafe class RxDeviceCounters
             throw new BpfException("libbpf_num_possible_cpus", -_cpus, "");
     }
 
-    /// <summary>Every device in the map. The map may change while it is walked: a device
-    /// added meanwhile waits for the next read, one evicted meanwhile is skipped.</summary>
+    /// <summary>Every device in the map.</summary>
     public List<RxDevice> Read()
     {
         var devices = new List<RxDevice>();
         // A per-CPU lookup fills one value per possible CPU, each rounded up to 8 bytes.
         var values = new RxValue[_cpus];
-        RxKey key = default, next;
-        RxKey* previous = null;
         fixed (RxValue* v = values)
-        {
-            while (true)
-            {
-                int err = Interop.Libbpf.bpf_map_get_next_key(_mapFd, previous, &next);
-                if (err == -ENOENT)
-                    break;
-                if (err < 0)
-                    throw new BpfException("bpf_map_get_next_key", -err, "st_rx_devices");
-                key = next;
-                previous = &key;
-                err = Interop.Libbpf.bpf_map_lookup_elem(_mapFd, &key, v);
-                if (err == -ENOENT)
-                    continue;
-                if (err < 0)
-                    throw new BpfException("bpf_map_lookup_elem", -err, "st_rx_devices");
-                devices.Add(Sum(key, values));
-            }
-        }
+            BpfMapWalk.Each<RxKey>(_mapFd, "st_rx_devices", v, key => devices.Add(Sum(key, values)));
         return devices;
     }
 
