@@ -31,23 +31,18 @@ public sealed record AgentCommandLine(AgentCommand Command, IReadOnlyDictionary<
             string arg = args[i];
             if (arg is "-h" or "--help" or "help")
                 return new AgentCommandLine(AgentCommand.Help, settings, null);
-            string name = arg, value;
             int eq = arg.IndexOf('=');
-            if (eq > 0)
-            {
-                name = arg[..eq];
-                value = arg[(eq + 1)..];
-            }
-            else if (i + 1 < args.Count)
-            {
-                value = args[++i];
-            }
-            else
-            {
-                throw Usage($"{arg} needs a value");
-            }
+            string name = eq > 0 ? arg[..eq] : arg;
+            // The name first: an unknown flag is named as such, with or without a value.
             var setting = AgentSettings.All.FirstOrDefault(s => s.Flag == name)
                 ?? throw Usage($"unknown argument '{name}'");
+            string value;
+            if (eq > 0)
+                value = arg[(eq + 1)..];
+            else if (i + 1 < args.Count)
+                value = args[++i];
+            else
+                throw Usage($"{arg} needs a value");
             if (setting == AgentSettings.ConfigFile)
                 configFile = value;
             else

@@ -25,6 +25,15 @@ public sealed class CommandLineTests
         Assert.Equal(message, ex.Message);
     }
 
+    [Theory]
+    [InlineData("--bogus")]
+    [InlineData("extra")]
+    public void AnUnknownLastArgumentIsNamedAsUnknown(string arg)
+    {
+        var ex = Assert.Throws<StartupException>(() => AgentCommandLine.Parse(["--urls", "http://127.0.0.1:1", arg]));
+        Assert.Equal($"unknown argument '{arg}' (see socktrace --help)", ex.Message);
+    }
+
     [Fact]
     public void AFlagWithoutItsValueIsRejected()
     {
