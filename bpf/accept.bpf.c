@@ -329,13 +329,6 @@ int BPF_PROG(st_fe_tcp_set_state, struct sock *sk, int state)
 	return 0;
 }
 
-SEC("kprobe/tcp_set_state")
-int BPF_KPROBE(st_kp_tcp_set_state, struct sock *sk, int state)
-{
-	sock_state_change(sk, BPF_CORE_READ(sk, __sk_common.skc_state), state);
-	return 0;
-}
-
 SEC("tp_btf/inet_sock_set_state")
 int BPF_PROG(st_tp_btf_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
 {

@@ -10,8 +10,11 @@
  *  - a NAPI driver (e1000): napi_gro_receive() -> GRO -> gro_normal_list() ->
  *    netif_receive_skb_list_internal() -> __netif_receive_skb_list_core().
  * The netif_receive_skb tracepoint fires at the top of __netif_receive_skb_core(); the
- * kprobe and fentry programs sit on its two callers, because it is itself compiled as
+ * fentry programs sit on its two callers, because it is itself compiled as
  * __netif_receive_skb_core.constprop.0 on 6.1 and 6.18 and cannot be attached by name.
+ * No kprobe programs: a kprobe program in a softirq that interrupted another kprobe
+ * program on its CPU is skipped (trace_call_bpf(), kernel/trace/bpf_trace.c), and packets
+ * with it; the tracepoint program exists wherever the agent runs.
  * The driver-side entries (napi_gro_receive(), renamed gro_receive_skb() in 6.15, and
  * __netif_rx()) would count NIC packets before GRO merges them, so modes would disagree.
  */
@@ -98,20 +101,6 @@ int BPF_PROG(st_fe_netif_receive_skb_one_core, struct sk_buff *skb)
 
 SEC("fentry/__netif_receive_skb_list_core")
 int BPF_PROG(st_fe_netif_receive_skb_list_core, struct list_head *head)
-{
-	rx_count_list(head);
-	return 0;
-}
-
-SEC("kprobe/__netif_receive_skb_one_core")
-int BPF_KPROBE(st_kp_netif_receive_skb_one_core, struct sk_buff *skb)
-{
-	rx_count(skb);
-	return 0;
-}
-
-SEC("kprobe/__netif_receive_skb_list_core")
-int BPF_KPROBE(st_kp_netif_receive_skb_list_core, struct list_head *head)
 {
 	rx_count_list(head);
 	return 0;

@@ -37,10 +37,14 @@ public static class Hooks
         ],
     });
 
+    /// <summary>No kprobe programs here or on <see cref="Rx"/>: both run mostly in softirq, and a
+    /// kprobe program that runs in a softirq which interrupted another kprobe program on its
+    /// CPU is skipped (trace_call_bpf() in kernel/trace/bpf_trace.c, bpf_prog_active), so the
+    /// stamp or the packet would be lost. fentry and tp_btf programs guard recursion per
+    /// program, and tp_btf exists wherever the agent runs (it needs BTF).</summary>
     public static readonly Hook SockEstablished = new("sock_established", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] = [new("st_fe_tcp_set_state", "tcp_set_state")],
-        [AttachMode.Kprobe] = [new("st_kp_tcp_set_state", "tcp_set_state")],
         [AttachMode.Tracepoint] = [new("st_tp_btf_inet_sock_set_state", Tracepoint: "sock/inet_sock_set_state")],
     });
 
@@ -86,11 +90,6 @@ public static class Hooks
         [
             new("st_fe_netif_receive_skb_one_core", "__netif_receive_skb_one_core"),
             new("st_fe_netif_receive_skb_list_core", "__netif_receive_skb_list_core"),
-        ],
-        [AttachMode.Kprobe] =
-        [
-            new("st_kp_netif_receive_skb_one_core", "__netif_receive_skb_one_core"),
-            new("st_kp_netif_receive_skb_list_core", "__netif_receive_skb_list_core"),
         ],
         [AttachMode.Tracepoint] = [new("st_tp_btf_netif_receive_skb", Tracepoint: "net/netif_receive_skb")],
     });

@@ -36,7 +36,7 @@ public sealed class RxAgentProcessTests
         Assert.DoesNotContain(names, n => n.Contains("netif", StringComparison.Ordinal));
     }
 
-    /// <summary>Kernel program names, cut to 15 bytes: st_tp_btf_netif, st_kp_netif_rec, st_fe_netif_rec.</summary>
+    /// <summary>Kernel program names, cut to 15 bytes: st_tp_btf_netif, st_fe_netif_rec.</summary>
     private static List<string> ProgramNames(HashSet<int> ids)
     {
         using var p = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("bpftool", "prog show --json") { RedirectStandardOutput = true })!;
