@@ -141,6 +141,31 @@ internal sealed unsafe class BpfObject : IDisposable
         return fd;
     }
 
+    /// <summary>
+    /// How many times the kernel skipped the loaded program because a BPF program was already
+    /// running on that CPU (bpf_prog_info.recursion_misses, 5.12 and later; include/uapi/linux/bpf.h).
+    /// Trampoline programs (fentry, tp_btf) count every skip; whether a kprobe program's skips
+    /// are counted depends on the kernel.
+    /// </summary>
+    public ulong RecursionMisses(string programName)
+    {
+        int fd = Interop.Libbpf.bpf_program__fd(FindProgram(programName));
+        if (fd < 0)
+            throw new BpfException("bpf_program__fd", -fd, $"{ObjectName}/{programName}");
+        // struct bpf_prog_info as of 6.1: 232 bytes, recursion_misses at offset 208 (checked
+        // against <linux/bpf.h> by RecordLayoutTests). A shorter kernel struct fills less.
+        byte* info = stackalloc byte[BpfProgInfoSize];
+        new Span<byte>(info, BpfProgInfoSize).Clear();
+        uint len = BpfProgInfoSize;
+        int err = Interop.Libbpf.bpf_obj_get_info_by_fd(fd, info, &len);
+        if (err < 0)
+            throw new BpfException("bpf_obj_get_info_by_fd", -err, $"{ObjectName}/{programName}");
+        return len >= RecursionMissesOffset + sizeof(ulong) ? *(ulong*)(info + RecursionMissesOffset) : 0;
+    }
+
+    internal const int BpfProgInfoSize = 232;
+    internal const int RecursionMissesOffset = 208;
+
     private nint FindMap(string mapName)
     {
         nint map = Interop.Libbpf.bpf_object__find_map_by_name(_handle, mapName);

@@ -63,6 +63,13 @@ internal static unsafe partial class Interop
         internal static partial int bpf_map__fd(nint map);
 
         [LibraryImport(Library)]
+        internal static partial int bpf_program__fd(nint prog);
+
+        /// <summary>libbpf 1.1 (Debian 12) has this, not bpf_prog_get_info_by_fd().</summary>
+        [LibraryImport(Library)]
+        internal static partial int bpf_obj_get_info_by_fd(int fd, void* info, uint* infoLen);
+
+        [LibraryImport(Library)]
         internal static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
 
         [LibraryImport(Library)]

@@ -12,6 +12,7 @@ public sealed partial class KernelEventSource : IEventSource
 {
     private readonly BpfObject _object;
     private readonly List<BpfLinkHandle> _links = [];
+    private readonly List<string> _attached = [];
     private readonly PerCpuCounters _counters;
     private readonly RingBufferReader _reader;
     private readonly ILogger _logger;
@@ -41,7 +42,10 @@ public sealed partial class KernelEventSource : IEventSource
                     continue;
                 }
                 foreach (var program in hook.Programs)
+                {
                     _links.Add(Attach(program, kprobeEvents, kernel.Tracefs));
+                    _attached.Add(program.Name);
+                }
                 LogAttached(hook.Hook.Name, mode.Name(), hook.Why);
             }
             Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
@@ -73,6 +77,9 @@ public sealed partial class KernelEventSource : IEventSource
     public ListenQueueTable ListenQueues { get; }
 
     public event Action<Exception>? Faulted;
+
+    public IReadOnlyList<(string Program, ulong Misses)> ProgramMisses() =>
+        [.. _attached.Select(name => (name, _object.RecursionMisses(name)))];
 
     /// <summary>The fd of one of the object's maps, for tests that look inside.</summary>
     internal int MapFd(string mapName) => _object.MapFd(mapName);

@@ -16,6 +16,10 @@ public interface IEventSource : IDisposable
     /// stored (the call's entry and return are paired through a map); null when not counted.</summary>
     ulong? CallsUntracked => null;
 
+    /// <summary>Per attached program, the runs the kernel skipped because another BPF program
+    /// was running on that CPU; empty when not counted.</summary>
+    IReadOnlyList<(string Program, ulong Misses)> ProgramMisses() => [];
+
     /// <summary>Raised, on any thread, when the source stops producing because of an error.</summary>
     event Action<Exception>? Faulted;
 

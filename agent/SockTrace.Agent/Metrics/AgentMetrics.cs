@@ -27,6 +27,8 @@ public sealed class AgentMetrics
             description: "Records the kernel tried to write to the ring buffer; equals the sum of socktrace_events_total and socktrace_ringbuf_drops_total once the ring is drained.");
         meter.CreateObservableCounter("socktrace.untracked_calls", ObserveUntracked,
             description: "Traced calls (accept, dup2, close) that produced no record because their in-flight map entry could not be stored (counted in the kernel).");
+        meter.CreateObservableCounter("socktrace.program.misses", ObserveMisses,
+            description: "Runs of each attached BPF program that the kernel skipped because another BPF program was running on that CPU (bpf_prog_info.recursion_misses): events lost to the kernel's recursion guard.");
         meter.CreateObservableGauge("socktrace.probe.info", ObserveProbes,
             description: "1 for each attached hook, labelled with the attach mode it uses.");
         string version = typeof(AgentMetrics).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? "unknown";
@@ -65,6 +67,14 @@ public sealed class AgentMetrics
     {
         if (_source?.CallsUntracked is { } untracked)
             yield return new((long)untracked);
+    }
+
+    private IEnumerable<Measurement<long>> ObserveMisses()
+    {
+        if (_source is not { } source)
+            yield break;
+        foreach (var (program, misses) in source.ProgramMisses())
+            yield return new((long)misses, new KeyValuePair<string, object?>("program", program));
     }
 
     private IEnumerable<Measurement<int>> ObserveProbes()

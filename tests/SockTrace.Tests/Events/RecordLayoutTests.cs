@@ -98,6 +98,14 @@ public sealed class RecordLayoutTests
         Assert.Equal(RxPaths.Virtual, CLayout.Value["ST_RX_PATH_VIRTUAL"]);
     }
 
+    /// <summary>The agent reads recursion_misses out of struct bpf_prog_info by offset.</summary>
+    [Fact]
+    public void ProgramInfoLayoutMatchesTheKernelHeader()
+    {
+        Assert.Equal(SockTrace.Agent.Bpf.BpfObject.RecursionMissesOffset, CLayout.Value["offsetof bpf_prog_info.recursion_misses"]);
+        Assert.Equal(SockTrace.Agent.Bpf.BpfObject.BpfProgInfoSize, CLayout.Value["sizeof bpf_prog_info"]);
+    }
+
     private static Dictionary<string, long> CompileAndMeasure()
     {
         string header = Path.Combine(RepoRoot(), "bpf", "socktrace.h");
@@ -111,6 +119,8 @@ public sealed class RecordLayoutTests
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
         foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_REUSE_AFTER_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
             lines.Add($"P(\"{constant}\", {constant});");
+        lines.Add("P(\"offsetof bpf_prog_info.recursion_misses\", offsetof(struct bpf_prog_info, recursion_misses));");
+        lines.Add("P(\"sizeof bpf_prog_info\", sizeof(struct bpf_prog_info));");
 
         string dir = Directory.CreateTempSubdirectory("socktrace-layout").FullName;
         string source = Path.Combine(dir, "layout.c");
@@ -118,6 +128,7 @@ public sealed class RecordLayoutTests
             #include <stddef.h>
             #include <stdio.h>
             #include <linux/types.h>
+            #include <linux/bpf.h>
             #include "{{header}}"
             #define P(name, value) printf("%s=%ld\n", name, (long)(value))
             int main(void) { {{string.Join("\n", lines)}} return 0; }

@@ -40,6 +40,9 @@ public sealed class AgentProcessTests
         Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "accept"), ("mode", KernelPipeline.ExpectedMode(Hooks.Accept))));
         Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "sock_established"), ("mode", KernelPipeline.ExpectedMode(Hooks.SockEstablished))));
         Assert.Equal(1, samples.Sum("socktrace_build_info"));
+        // One recursion-miss series per attached program, named as the plan names them.
+        Assert.Equal(KernelPipeline.PlanUnderTest().SelectMany(p => p.Programs).Select(p => p.Name).Order(),
+            samples.Where(s => s.Name == "socktrace_program_misses_total").Select(s => s.Labels["program"]).Order());
     }
 
     [Fact]
