@@ -40,11 +40,11 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         bool counted = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow).Mode is not null;
         Assert.Equal(counted ? 0 : null, overflows);
 
-        // A closed listener's series are gone at the next scrape (close() runs the state
-        // change that removes it). Bound to port 0, so the kernel has zeroed its port number
-        // by then (bpf/listen.bpf.h).
+        // A closed listener's series are gone from the scrape: close() runs the state change
+        // that removes them once the socket's last reference goes. Bound to port 0, so the
+        // kernel has zeroed its port number by then (bpf/listen.bpf.h).
         listener.Close();
-        Assert.Equal((null, null, null), pipeline.ScrapeListen(netns, port));
+        Eventually.True(() => pipeline.ScrapeListen(netns, port) == (null, null, null), "the closed listener's series to go", TimeSpan.FromSeconds(10));
         clients.ForEach(c => c.Dispose());
     }
 
