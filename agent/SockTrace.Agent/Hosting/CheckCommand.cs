@@ -4,9 +4,10 @@ using SockTrace.Agent.Bpf;
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>
-/// `socktrace check`: the kernel features the agent depends on, the attach mode each
-/// hook would use with the given settings, and with --attribution kubernetes what that needs. Exits 0 only when the agent can run here, so it
-/// serves as an init container or a pre-flight step in a node image build.
+/// `socktrace check`: the kernel features the agent depends on, the attach mode each hook
+/// would use with the given settings, and with --attribution kubernetes what that needs.
+/// Exits 0 only when the agent can run here, so it serves as an init container or a
+/// pre-flight step in a node image build.
 /// </summary>
 public static class CheckCommand
 {

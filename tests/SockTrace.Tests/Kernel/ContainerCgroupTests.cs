@@ -49,12 +49,12 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
             new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
         source.Start();
 
-        var listeners = new Dictionary<string, (int Port, int Pid)>();
+        var listeners = new Dictionary<string, (int Port, int Pid, string Comm)>();
         foreach (var (id, cgroup) in cgroups)
             listeners[id] = RunListenerIn(cgroup);
 
         // By port and pid: another test's listener may get the same port number once this one is gone.
-        foreach (var (id, (port, pid)) in listeners)
+        foreach (var (id, (port, pid, _)) in listeners)
         {
             bool Mine((ushort Port, uint Pid, ulong CgroupId, ContainerCgroup Container) s) => s.Port == port && s.Pid == pid;
             Eventually.True(() => seen.Count(Mine) >= Accepts, $"{Accepts} accepts on port {port}");
@@ -101,26 +101,26 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
             new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
         source.Start();
 
-        var (port, pid) = RunListenerIn($"{Parent}/kubepods-besteffort-pod{uid.Replace('-', '_')}.slice/cri-containerd-{id}.scope");
+        var (port, _, comm) = RunListenerIn($"{Parent}/kubepods-besteffort-pod{uid.Replace('-', '_')}.slice/cri-containerd-{id}.scope");
 
         List<(string Namespace, string Pod, string Container, long Count)> series = [];
-        Eventually.True(() => (series = Exported(provider, exported, port, pid)).Sum(s => s.Count) >= Accepts, $"{Accepts} accepts on port {port}");
+        Eventually.True(() => (series = Exported(provider, exported, port, comm)).Sum(s => s.Count) >= Accepts, $"{Accepts} accepts on port {port}");
         Thread.Sleep(100);
-        series = Exported(provider, exported, port, pid);
+        series = Exported(provider, exported, port, comm);
         output.WriteLine($"port {port}: {string.Join("; ", series)}");
         Assert.Equal([("shop", "web-0", "web", (long)Accepts)], series);
 
         await api.Send("DELETED", pod);
-        Eventually.True(() => Exported(provider, exported, port, pid).Count == 0, "the deleted pod's series to leave the export", TimeSpan.FromSeconds(20));
+        Eventually.True(() => Exported(provider, exported, port, comm).Count == 0, "the deleted pod's series to leave the export", TimeSpan.FromSeconds(20));
 
         await stop.CancelAsync();
         await watching;
     }
 
-    /// <summary>The accept series of the listener on <paramref name="port"/> with process id
-    /// <paramref name="pid"/>: its comm (ListenerComm) tells it from another test's listener
-    /// that gets the same port number once this one is gone.</summary>
-    private static List<(string Namespace, string Pod, string Container, long Count)> Exported(MeterProvider provider, List<Metric> exported, int port, int pid)
+    /// <summary>The accept series of the listener on <paramref name="port"/> named
+    /// <paramref name="comm"/>: the name tells it from another test's listener that gets the
+    /// same port number once this one is gone.</summary>
+    private static List<(string Namespace, string Pod, string Container, long Count)> Exported(MeterProvider provider, List<Metric> exported, int port, string comm)
     {
         lock (exported)
         {
@@ -135,7 +135,7 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
                     foreach (var tag in point.Tags)
                         tags[tag.Key] = tag.Value;
                     if ((string?)tags.GetValueOrDefault("port") == port.ToString(System.Globalization.CultureInfo.InvariantCulture)
-                        && (string?)tags.GetValueOrDefault("comm") == ListenerComm(pid) && tags.ContainsKey("pod"))
+                        && (string?)tags.GetValueOrDefault("comm") == comm && tags.ContainsKey("pod"))
                         series.Add(((string)tags["namespace"]!, (string)tags["pod"]!, (string)tags["container"]!, point.GetSumLong()));
                 }
             }
@@ -144,8 +144,8 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>A python3 listener moved into <paramref name="cgroup"/> before it accepts
-    /// <see cref="Accepts"/> connections; returns its port once they are all made.</summary>
-    private (int Port, int Pid) RunListenerIn(string cgroup)
+    /// <see cref="Accepts"/> connections; returns its port, pid and process name once they are all made.</summary>
+    private (int Port, int Pid, string Comm) RunListenerIn(string cgroup)
     {
         string dir = Path.Combine(Root, cgroup);
         CreateCgroup(dir);
@@ -180,22 +180,16 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
         }
         Assert.True(listener.WaitForExit(TimeSpan.FromSeconds(30)), "the listener did not finish its accepts");
         Assert.Equal(0, listener.ExitCode);
-        s_comms[listener.Id] = name;
         File.Delete(link);
-        return (port, listener.Id);
+        return (port, listener.Id, name);
     }
 
     private static int s_listeners;
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<int, string> s_comms = new();
-
-    private static string ListenerComm(int pid) => s_comms[pid];
 
     /// <summary>python3 itself: a link to a link (pyenv, alternatives) would name the last one.</summary>
     private static readonly Lazy<string> Python = new(() =>
     {
-        using var p = Process.Start(new ProcessStartInfo("python3", ["-c", "import sys; print(sys.executable)"]) { RedirectStandardOutput = true })!;
-        string path = p.StandardOutput.ReadToEnd().Trim();
-        p.WaitForExit();
+        string path = Command.Output("python3", "-c", "import sys; print(sys.executable)").Trim();
         return new FileInfo(path).ResolveLinkTarget(returnFinalTarget: true)?.FullName ?? path;
     });
 
@@ -217,13 +211,8 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
 
     private static string Hex(byte b) => Convert.ToHexStringLower(Enumerable.Range(0, 32).Select(i => (byte)(b + i)).ToArray());
 
-    private static ulong Inode(string path)
-    {
-        using var p = Process.Start(new ProcessStartInfo("stat", ["-c", "%i", path]) { RedirectStandardOutput = true })!;
-        string text = p.StandardOutput.ReadToEnd();
-        p.WaitForExit();
-        return ulong.Parse(text.Trim(), System.Globalization.CultureInfo.InvariantCulture);
-    }
+    private static ulong Inode(string path) =>
+        ulong.Parse(Command.Output("stat", "-c", "%i", path).Trim(), System.Globalization.CultureInfo.InvariantCulture);
 
     /// <summary>Kills what is left and removes the cgroups, innermost first; a cgroup with a
     /// live task cannot be removed, so the listeners go first.</summary>

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Globalization;
 using System.Net;
 using System.Net.Sockets;
@@ -121,31 +120,18 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
     /// <summary>Recv-Q of the listener on <paramref name="port"/>: its accept queue's length now.</summary>
     private static int RecvQ(string netns, int port)
     {
-        string line = Run("ip", "netns", "exec", netns, "ss", "-Hlnt", "sport", "=", $":{port}").Trim();
+        string line = Command.Output("ip", "netns", "exec", netns, "ss", "-Hlnt", "sport", "=", $":{port}").Trim();
         return line.Length == 0 ? -1 : int.Parse(line.Split(' ', StringSplitOptions.RemoveEmptyEntries)[1], CultureInfo.InvariantCulture);
     }
 
     /// <summary>TcpExt ListenOverflows in the namespace's /proc/net/netstat.</summary>
     private static long ListenOverflows(string netns)
     {
-        var lines = Run("ip", "netns", "exec", netns, "cat", "/proc/net/netstat").Split('\n').Where(l => l.StartsWith("TcpExt:", StringComparison.Ordinal)).ToList();
+        var lines = Command.Output("ip", "netns", "exec", netns, "cat", "/proc/net/netstat").Split('\n').Where(l => l.StartsWith("TcpExt:", StringComparison.Ordinal)).ToList();
         string[] names = lines[0].Split(' '), values = lines[1].Split(' ');
         return long.Parse(values[Array.IndexOf(names, "ListenOverflows")], CultureInfo.InvariantCulture);
     }
 
     /// <summary>The namespace's inode number: the netns label's value.</summary>
-    private static string Inode(string netns) => Run("stat", "-L", "-c", "%i", $"/run/netns/{netns}").Trim();
-
-    private static string Run(string file, params string[] args)
-    {
-        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args)
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        string stdout = p.StandardOutput.ReadToEnd();
-        string stderr = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"{file} {string.Join(' ', args)} failed: {stderr}");
-        return stdout;
-    }
+    private static string Inode(string netns) => Command.Output("stat", "-L", "-c", "%i", $"/run/netns/{netns}").Trim();
 }
