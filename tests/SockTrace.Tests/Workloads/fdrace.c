@@ -13,6 +13,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -101,6 +102,20 @@ static int blocked_in_accept(pid_t tid)
 	return strstr(buf, ") S ") != NULL;
 }
 
+/* The fd a blocked accept4() holds reserved: not open, yet below the lowest free fd
+ * (alloc_fd() skips it). Looked up once the thread sleeps, not before it starts: an fd
+ * this thread opens meanwhile (the /proc reads above) can push the reservation up one. */
+static int reserved_fd(void)
+{
+	int lowest = lowest_free_fd();
+
+	for (int fd = 0; fd < lowest; fd++)
+		if (fcntl(fd, F_GETFD) == -1 && errno == EBADF)
+			return fd;
+	die("no reserved fd below the lowest free one");
+	return -1;
+}
+
 static void dup2_busy(int rounds)
 {
 	int busy = 0;
@@ -108,12 +123,12 @@ static void dup2_busy(int rounds)
 	for (int i = 0; i < rounds; i++) {
 		struct acceptor a = { 0, -1 };
 		pthread_t t;
-		int reserved = lowest_free_fd();
 
 		if (pthread_create(&t, NULL, accept_once, &a))
 			die("pthread_create");
 		while (!a.tid || !blocked_in_accept(a.tid))
 			usleep(1000);
+		int reserved = reserved_fd();
 		if (dup2(0, reserved) == -1 && errno == EBUSY)
 			busy++;
 		else
