@@ -40,7 +40,7 @@ public sealed unsafe class RxDeviceCounters
             if (path == 0 && value.Path != 0)
             {
                 path = value.Path;
-                name = Metrics.AcceptLabels.CommText(value.Name);
+                name = Metrics.CommLabel.Text(value.Name);
             }
         }
         return new RxDevice(key, path, name, packets, bytes);

@@ -9,5 +9,8 @@ public static class MonotonicClock
     private static readonly long WallMinusMonotonicTicks =
         DateTime.UtcNow.Ticks - (long)((Int128)System.Diagnostics.Stopwatch.GetTimestamp() * TimeSpan.TicksPerSecond / System.Diagnostics.Stopwatch.Frequency);
 
+    /// <summary>Now, on the clock bpf_ktime_get_ns() reads.</summary>
+    public static ulong NowNs() => (ulong)((Int128)System.Diagnostics.Stopwatch.GetTimestamp() * 1_000_000_000 / System.Diagnostics.Stopwatch.Frequency);
+
     public static DateTime ToUtc(ulong monotonicNs) => new((long)(monotonicNs / 100) + WallMinusMonotonicTicks, DateTimeKind.Utc);
 }

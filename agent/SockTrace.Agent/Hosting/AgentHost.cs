@@ -36,7 +36,8 @@ public static class AgentHost
         builder.Services.AddSingleton(sp => new SeriesLimit(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<AgentOptions>().MaxSeriesPerMetric));
         builder.Services.AddSingleton<Attribution.PodIndex>();
         builder.Services.AddSingleton(sp => new Attribution.PodAttributionSlot(Attribution.PodAttributionService.Create(sp.GetRequiredService<AgentOptions>(), sp.GetRequiredService<Attribution.PodIndex>())));
-        builder.Services.AddSingleton(sp => new AcceptMetrics(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<SeriesLimit>(), sp.GetRequiredService<Attribution.PodAttributionSlot>().Value));
+        builder.Services.AddSingleton(sp => new AcceptMetrics(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<SeriesLimit>(),
+            sp.GetRequiredService<Attribution.PodAttributionSlot>().Value, sp.GetRequiredService<AgentOptions>().SeriesIdle));
         builder.Services.AddSingleton<RecentRaces>(_ => new RecentRaces());
         builder.Services.AddSingleton(sp => new FdRaceMetrics(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<RecentRaces>(),
             sp.GetRequiredService<ILogger<FdRaceMetrics>>(), sp.GetRequiredService<SeriesLimit>(), sp.GetRequiredService<Attribution.PodAttributionSlot>().Value));
@@ -49,9 +50,13 @@ public static class AgentHost
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("socktrace", serviceVersion: typeof(AgentHost).Assembly.GetName().Version?.ToString(3)))
-            .WithMetrics(metrics => metrics
-            .AddMeter(SockTraceMeter.Name)
-            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
+            .WithMetrics(metrics =>
+            {
+                metrics.AddMeter(SockTraceMeter.Name)
+                    .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0);
+                foreach (string name in AcceptMetrics.ExportedHere)
+                    metrics.AddView(name, MetricStreamConfiguration.Drop);
+            });
 
         var app = builder.Build();
         // Instruments exist from the first scrape on, even before any record arrives; the
@@ -62,7 +67,7 @@ public static class AgentHost
         app.Services.GetRequiredService<FdRaceMetrics>();
         app.Services.GetRequiredService<RxMetrics>();
         app.Services.GetRequiredService<ListenMetrics>();
-        app.MapPrometheusScrapingEndpoint();
+        app.MapMetrics();
         app.MapGet("/races", (RecentRaces races) => Results.Json(races.Snapshot(), RaceJson.Default.FdRaceArray));
         app.MapGet("/healthz", (AgentService agent) =>
             agent.Healthy ? Results.Text("ok\n") : Results.Text("not observing\n", statusCode: StatusCodes.Status503ServiceUnavailable));

@@ -24,6 +24,11 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
     /// <summary>Label sets each metric may have before new ones fold into "other".</summary>
     public int MaxSeriesPerMetric { get; init; } = Metrics.SeriesLimit.DefaultMaxPerMetric;
 
+    public const int DefaultSeriesIdleSeconds = 600;
+
+    /// <summary>How long an accept series may go without a record before it is dropped; zero keeps it for good.</summary>
+    public TimeSpan SeriesIdle { get; init; } = TimeSpan.FromSeconds(DefaultSeriesIdleSeconds);
+
     public const string AttributionOff = "off";
     public const string AttributionKubernetes = "kubernetes";
 
@@ -83,9 +88,14 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         if (maxSeries is < 1 or > 1_000_000)
             throw Invalid(AgentSettings.MaxSeriesPerMetric, maxSeries.ToString(CultureInfo.InvariantCulture), "must be from 1 to 1000000");
 
+        uint idle = ParseUInt(config, AgentSettings.SeriesIdleSeconds, DefaultSeriesIdleSeconds);
+        if (idle > 30 * 86_400)
+            throw Invalid(AgentSettings.SeriesIdleSeconds, idle.ToString(CultureInfo.InvariantCulture), "must be from 0 (never) to 2592000 (30 days)");
+
         return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow), rx == "on")
         {
             MaxSeriesPerMetric = (int)maxSeries,
+            SeriesIdle = TimeSpan.FromSeconds(idle),
             Attribution = ParseAttribution(config),
         };
     }

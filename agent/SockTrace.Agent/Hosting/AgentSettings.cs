@@ -19,6 +19,8 @@ public static class AgentSettings
         "on | off: count received packets and bytes per device (a hook on every packet); off does not load it (default on)");
     public static readonly AgentSetting MaxSeriesPerMetric = new("--max-series-per-metric", "SOCKTRACE_MAX_SERIES_PER_METRIC", "SockTrace:MaxSeriesPerMetric",
         "label sets (port, comm) each metric may have; past it new ones are counted under port and comm \"other\" (default 2000)");
+    public static readonly AgentSetting SeriesIdleSeconds = new("--series-idle-seconds", "SOCKTRACE_SERIES_IDLE_SECONDS", "SockTrace:SeriesIdleSeconds",
+        "an accept series (a listener's port and process) with no accept for this long leaves /metrics; 0 keeps it for good (default 600)");
     public static readonly AgentSetting Attribution = new("--attribution", "SOCKTRACE_ATTRIBUTION", "SockTrace:Attribution",
         "off | kubernetes: label accepts and fd races with the namespace, pod and container of the process, from its cgroup and the pods on $NODE_NAME in the Kubernetes API (default off)");
     public static readonly AgentSetting Source = new("--source", "SOCKTRACE_SOURCE", "SockTrace:Source",
@@ -28,5 +30,5 @@ public static class AgentSettings
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, Attribution, Source, Scenario, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, SeriesIdleSeconds, Attribution, Source, Scenario, ConfigFile];
 }

@@ -1,64 +1,158 @@
 using System.Diagnostics.Metrics;
+using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Events;
 
 namespace SockTrace.Agent.Metrics;
 
-/// <summary>Turns accept records into the accept counters and histograms.</summary>
+/// <summary>
+/// Turns accept records into the accept counters and histograms.
+///
+/// These four families are aggregated here and written into /metrics by
+/// <see cref="WriteTo"/>, not by the OpenTelemetry SDK, for two reasons measured or read in
+/// the SDK: a synchronous instrument's series are exported until the process exits (so the
+/// series of a listener that is gone could never be dropped after an idle time), and one
+/// SDK measurement with cached tags costs about as much as the whole per-record budget
+/// (BENCHMARKS.md). The same measurements still go to the instruments of the SockTrace meter
+/// whenever an in-process listener (dotnet-counters, a MeterListener) enables them; the SDK
+/// itself is told to drop those (<see cref="ExportedHere"/>).
+/// </summary>
 public sealed class AcceptMetrics : IAcceptHandler
 {
+    /// <summary>Instruments the SDK must not export: their families are written by <see cref="WriteTo"/>.</summary>
+    public static readonly IReadOnlyList<string> ExportedHere = ["socktrace.accepts", "socktrace.accept.errors", "socktrace.accept.duration", "socktrace.accept.queue_wait"];
+
     private const double NsPerSecond = 1e9;
+    private const string AcceptsHelp = "Successful accept()/accept4() calls, by listening port, accepting process and peer.";
+    private const string ErrorsHelp = "Failed accept()/accept4() calls, by listening port, accepting process and errno.";
+    private const string DurationHelp = "Time from accept()/accept4() entry to return.";
+    private const string QueueWaitHelp = "Time an established connection waited in the listen queue before accept returned it.";
+    private static readonly PodContainer NoPod = new("", "", "", "");
+
     private readonly SeriesLimit _limit;
-    private readonly AcceptLabels _labels;
-    private readonly PodCounter _accepts;
-    private readonly PodCounter _errors;
+    private readonly PodAttribution? _attribution;
+    private readonly Func<ulong> _nowNs;
+    private readonly Lock _lock = new();
+    private readonly AcceptSeries _series;
+    private readonly Counter<long> _accepts;
+    private readonly Counter<long> _errors;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _queueWait;
 
     /// <param name="attribution">Non-null with --attribution on: the counters gain namespace, pod and container.</param>
-    public AcceptMetrics(IMeterFactory meterFactory, SeriesLimit? limit = null, Attribution.PodAttribution? attribution = null)
+    /// <param name="idle">Series with no record for this long are dropped; zero keeps them for good.</param>
+    /// <param name="nowNs">The kernel's clock (CLOCK_MONOTONIC ns), which stamps the records.</param>
+    public AcceptMetrics(IMeterFactory meterFactory, SeriesLimit? limit = null, PodAttribution? attribution = null, TimeSpan idle = default, Func<ulong>? nowNs = null)
     {
         _limit = limit ?? new SeriesLimit(meterFactory);
-        _labels = new AcceptLabels(_limit.MaxPerMetric);
+        _attribution = attribution;
+        _nowNs = nowNs ?? MonotonicClock.NowNs;
+        _series = new AcceptSeries(_limit.MaxPerMetric, (ulong)idle.Ticks * 100);
         var meter = meterFactory.Create(SockTraceMeter.Name);
         var buckets = new InstrumentAdvice<double> { HistogramBucketBoundaries = SockTraceMeter.LatencyBuckets };
-        _accepts = new PodCounter(meter, "socktrace.accepts",
-            "Successful accept()/accept4() calls, by listening port, accepting process and peer.", attribution);
-        _errors = new PodCounter(meter, "socktrace.accept.errors",
-            "Failed accept()/accept4() calls, by listening port, accepting process and errno.", attribution);
-        _duration = meter.CreateHistogram("socktrace.accept.duration", "s",
-            "Time from accept()/accept4() entry to return.", advice: buckets);
-        _queueWait = meter.CreateHistogram("socktrace.accept.queue_wait", "s",
-            "Time an established connection waited in the listen queue before accept returned it.", advice: buckets);
+        _accepts = meter.CreateCounter<long>(ExportedHere[0], description: AcceptsHelp);
+        _errors = meter.CreateCounter<long>(ExportedHere[1], description: ErrorsHelp);
+        _duration = meter.CreateHistogram(ExportedHere[2], "s", DurationHelp, advice: buckets);
+        _queueWait = meter.CreateHistogram(ExportedHere[3], "s", QueueWaitHelp, advice: buckets);
+        if (attribution is not null)
+            attribution.PodRemoved += RemovePod;
     }
 
     public void OnAccept(in AcceptRecord r)
     {
-        AcceptLabels.Entry labels;
-        if (r.Ret >= 0)
+        bool accepted = r.Ret >= 0;
+        bool queued = accepted && r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs;
+        double duration = (r.ExitNs - r.EnterNs) / NsPerSecond;
+        double queueWait = queued ? (r.ExitNs - r.EstablishedNs) / NsPerSecond : 0;
+        var pod = _attribution is null ? null : _attribution.Resolve(r.CgroupId) ?? NoPod;
+        AcceptSeries.Entry entry;
+        lock (_lock)
         {
-            labels = _labels.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0));
-            _accepts.Add(labels.Tags, r.CgroupId);
-            if (labels.TagsFolded)
-                _limit.Folded(SeriesLimit.Accepts);
-            if (r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs && _queueWait.Enabled)
+            entry = accepted ? _series.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0)) : _series.Failed(in r, -r.Ret);
+            entry.LastNs = entry.PortComm.LastNs = r.ExitNs;
+            if (pod is null)
+                entry.Count++;
+            else
+                AcceptSeries.CountPod(entry, pod);
+            entry.PortComm.Duration.Record(duration);
+            if (queued)
+                entry.PortComm.QueueWait.Record(queueWait);
+        }
+        if (entry.Folded)
+            _limit.Folded(accepted ? SeriesLimit.Accepts : SeriesLimit.AcceptErrors);
+        if (entry.PortComm.Folded)
+        {
+            _limit.Folded(SeriesLimit.AcceptDuration);
+            if (queued)
+                _limit.Folded(SeriesLimit.AcceptQueueWait);
+        }
+        RecordInstruments(entry, accepted, queued, duration, queueWait);
+    }
+
+    /// <summary>Writes the four families, after dropping the series that idled out.</summary>
+    internal void WriteTo(ExpositionWriter writer)
+    {
+        lock (_lock)
+        {
+            _series.Sweep(_nowNs());
+            WriteCounts(writer, "socktrace_accepts_total", AcceptsHelp, _series.Accepted());
+            WriteCounts(writer, "socktrace_accept_errors_total", ErrorsHelp, _series.Failed());
+            WriteHistograms(writer, "socktrace_accept_duration_seconds", DurationHelp, static p => p.Duration);
+            WriteHistograms(writer, "socktrace_accept_queue_wait_seconds", QueueWaitHelp, static p => p.QueueWait);
+        }
+    }
+
+    private static void WriteCounts(ExpositionWriter writer, string name, string help, IEnumerable<AcceptSeries.Entry> entries)
+    {
+        bool any = false;
+        foreach (var entry in entries)
+        {
+            if (entry.Pods is null)
             {
-                _queueWait.Record((r.ExitNs - r.EstablishedNs) / NsPerSecond, labels.PortComm);
-                if (labels.PortCommFolded)
-                    _limit.Folded(SeriesLimit.AcceptQueueWait);
+                Write(entry.Tags, entry.Count);
+                continue;
             }
+            foreach (var pod in entry.Pods.Values)
+                Write(pod.Tags, pod.Count);
         }
-        else
+
+        void Write(KeyValuePair<string, object?>[] tags, long count)
         {
-            labels = _labels.Failed(in r, -r.Ret);
-            _errors.Add(labels.Tags, r.CgroupId);
-            if (labels.TagsFolded)
-                _limit.Folded(SeriesLimit.AcceptErrors);
+            if (!any)
+                writer.Family(name, "counter", help);
+            any = true;
+            writer.Sample(name, tags, count);
         }
+    }
+
+    private void WriteHistograms(ExpositionWriter writer, string name, string help, Func<AcceptSeries.PortComm, LatencyHistogram> histogram)
+    {
+        bool any = false;
+        foreach (var set in _series.PortComms())
+        {
+            var h = histogram(set);
+            if (h.Count == 0)
+                continue;
+            if (!any)
+                writer.Family(name, "histogram", help, "seconds");
+            any = true;
+            h.WriteTo(writer, name, set.Tags);
+        }
+    }
+
+    private void RecordInstruments(AcceptSeries.Entry entry, bool accepted, bool queued, double duration, double queueWait)
+    {
+        var counter = accepted ? _accepts : _errors;
+        if (counter.Enabled)
+            counter.Add(1, entry.Tags);
         if (_duration.Enabled)
-        {
-            _duration.Record((r.ExitNs - r.EnterNs) / NsPerSecond, labels.PortComm);
-            if (labels.PortCommFolded)
-                _limit.Folded(SeriesLimit.AcceptDuration);
-        }
+            _duration.Record(duration, entry.PortComm.Tags);
+        if (queued && _queueWait.Enabled)
+            _queueWait.Record(queueWait, entry.PortComm.Tags);
+    }
+
+    private void RemovePod(string podUid)
+    {
+        lock (_lock)
+            _series.RemovePod(podUid);
     }
 }

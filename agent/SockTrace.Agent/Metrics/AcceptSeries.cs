@@ -1,47 +1,79 @@
 using System.Globalization;
 using System.Runtime.InteropServices;
-using System.Text;
+using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Events;
 
 namespace SockTrace.Agent.Metrics;
 
 /// <summary>
-/// Label sets for the accept metrics, built once per distinct (port, comm, peer or errno)
-/// and reused, so recording a record allocates nothing. At most
+/// The accept metrics' series: label sets built once per distinct (port, comm, peer or errno)
+/// and the values counted under each, so recording a record allocates nothing. At most
 /// <see cref="SeriesLimit.MaxPerMetric"/> of each kind are kept; past that, records share a
-/// set whose port and comm are "other". Used from the reader thread only.
+/// set whose port and comm are "other". Series with no record for the idle time are removed,
+/// which frees their place under the cap. Not thread-safe: <see cref="AcceptMetrics"/> locks.
 /// </summary>
-internal sealed class AcceptLabels(int maxPerMetric = SeriesLimit.DefaultMaxPerMetric)
+internal sealed class AcceptSeries(int maxPerMetric = SeriesLimit.DefaultMaxPerMetric, ulong idleNs = 0)
 {
     /// <summary>A raw, allocation-free key: the 16 comm bytes as two longs.</summary>
     private readonly record struct Key(ushort Port, ulong Comm0, ulong Comm1, int Discriminator);
 
     private readonly record struct PortCommKey(ushort Port, ulong Comm0, ulong Comm1);
 
-    internal sealed class Entry(KeyValuePair<string, object?>[] tags, bool tagsFolded, KeyValuePair<string, object?>[] portComm, bool portCommFolded)
+    /// <summary>A (port, comm) set and its two histograms.</summary>
+    internal sealed class PortComm(KeyValuePair<string, object?>[] tags, bool folded)
     {
-        /// <summary>port, comm and peer (accepts) or errno (errors).</summary>
+        public readonly KeyValuePair<string, object?>[] Tags = tags;
+
+        /// <summary>Tags is port="other", comm="other": the histograms were at their cap.</summary>
+        public readonly bool Folded = folded;
+
+        public readonly LatencyHistogram Duration = new();
+        public readonly LatencyHistogram QueueWait = new();
+
+        /// <summary>Kernel time (CLOCK_MONOTONIC ns) of the last record counted here.</summary>
+        public ulong LastNs;
+    }
+
+    /// <summary>A (port, comm, peer) or (port, comm, errno) set and its count; with pod
+    /// attribution on, one count per pod instead.</summary>
+    internal sealed class Entry(KeyValuePair<string, object?>[] tags, bool folded, PortComm portComm)
+    {
         public readonly KeyValuePair<string, object?>[] Tags = tags;
 
         /// <summary>Tags holds port="other", comm="other": the metric was at its cap.</summary>
-        public readonly bool TagsFolded = tagsFolded;
+        public readonly bool Folded = folded;
 
-        /// <summary>port and comm (the histograms).</summary>
-        public readonly KeyValuePair<string, object?>[] PortComm = portComm;
-
-        /// <summary>PortComm is port="other", comm="other": the histograms were at their cap.</summary>
-        public readonly bool PortCommFolded = portCommFolded;
+        public readonly PortComm PortComm = portComm;
+        public long Count;
+        public Dictionary<PodContainer, PodCount>? Pods;
+        public ulong LastNs;
     }
 
-    private static readonly KeyValuePair<string, object?>[] OtherPortComm = [new("port", SeriesLimit.Other), new("comm", SeriesLimit.Other)];
+    internal sealed class PodCount(KeyValuePair<string, object?>[] tags, string podUid)
+    {
+        public readonly KeyValuePair<string, object?>[] Tags = tags;
+        public readonly string PodUid = podUid;
+        public long Count;
+    }
+
+    private static readonly KeyValuePair<string, object?>[] OtherPortCommTags = [new("comm", SeriesLimit.Other), new("port", SeriesLimit.Other)];
+    private const ulong FullSweepIntervalNs = 1_000_000_000;
 
     private readonly Dictionary<Key, Entry> _accepted = [];
     private readonly Dictionary<Key, Entry> _failed = [];
     // Both caches share the histograms' (port, comm) sets, which are capped on their own.
-    private readonly Dictionary<PortCommKey, KeyValuePair<string, object?>[]> _portComm = [];
+    private readonly Dictionary<PortCommKey, PortComm> _portComm = [];
+    private PortComm? _otherPortComm;
     // One folded entry per peer class or errno name: both are bounded sets.
     private readonly Dictionary<int, Entry> _acceptedOther = [];
     private readonly Dictionary<int, Entry> _failedOther = [];
+    private ulong _lastFullSweepNs;
+
+    public IEnumerable<Entry> Accepted() => _accepted.Values.Concat(_acceptedOther.Values);
+
+    public IEnumerable<Entry> Failed() => _failed.Values.Concat(_failedOther.Values);
+
+    public IEnumerable<PortComm> PortComms() => _otherPortComm is null ? _portComm.Values : _portComm.Values.Append(_otherPortComm);
 
     public Entry Accepted(in AcceptRecord r, PeerClass peer) =>
         Lookup(_accepted, _acceptedOther, in r, (int)peer, "peer", static d => PeerAddress.Label((PeerClass)d));
@@ -50,6 +82,53 @@ internal sealed class AcceptLabels(int maxPerMetric = SeriesLimit.DefaultMaxPerM
     public Entry Failed(in AcceptRecord r, int errno) =>
         Lookup(_failed, _failedOther, in r, ErrnoNames.Name(errno) == "errno_other" ? -1 : errno, "errno", static d => ErrnoNames.Name(d));
 
+    /// <summary>Counts one for the pod <paramref name="pod"/> under <paramref name="entry"/>.</summary>
+    public static void CountPod(Entry entry, PodContainer pod)
+    {
+        entry.Pods ??= [];
+        if (!entry.Pods.TryGetValue(pod, out var count))
+            entry.Pods[pod] = count = new PodCount(Sorted([.. entry.Tags, new("namespace", pod.Namespace), new("pod", pod.Pod), new("container", pod.Container)]), pod.PodUid);
+        count.Count++;
+    }
+
+    /// <summary>Drops a deleted pod's counts.</summary>
+    public void RemovePod(string podUid)
+    {
+        foreach (var entry in Accepted().Concat(Failed()))
+        {
+            if (entry.Pods is null)
+                continue;
+            foreach (var pod in entry.Pods.Where(p => p.Value.PodUid == podUid).Select(p => p.Key).ToList())
+                entry.Pods.Remove(pod);
+        }
+    }
+
+    /// <summary>Removes every series whose last record is older than the idle time before
+    /// <paramref name="nowNs"/> (the kernel's clock); does nothing when series never idle out.</summary>
+    public void Sweep(ulong nowNs)
+    {
+        if (idleNs == 0 || nowNs <= idleNs)
+            return;
+        ulong cutoff = nowNs - idleNs;
+        RemoveIdle(_accepted, cutoff);
+        RemoveIdle(_failed, cutoff);
+        RemoveIdle(_acceptedOther, cutoff);
+        RemoveIdle(_failedOther, cutoff);
+        // A (port, comm) set goes with the last entry that uses it; every record touches both,
+        // so an entry that survived keeps its set even if the set's own stamp looks older.
+        var used = Accepted().Concat(Failed()).Select(e => e.PortComm).ToHashSet(ReferenceEqualityComparer.Instance);
+        foreach (var (key, set) in _portComm.Where(p => p.Value.LastNs < cutoff && !used.Contains(p.Value)).ToList())
+            _portComm.Remove(key);
+        if (_otherPortComm is not null && _otherPortComm.LastNs < cutoff && !used.Contains(_otherPortComm))
+            _otherPortComm = null;
+    }
+
+    private static void RemoveIdle<TKey>(Dictionary<TKey, Entry> entries, ulong cutoff) where TKey : notnull
+    {
+        foreach (var key in entries.Where(e => e.Value.LastNs < cutoff).Select(e => e.Key).ToList())
+            entries.Remove(key);
+    }
+
     private Entry Lookup(Dictionary<Key, Entry> cache, Dictionary<int, Entry> others, in AcceptRecord r, int discriminator, string name, Func<int, string> label)
     {
         ReadOnlySpan<byte> comm = r.Comm;
@@ -57,33 +136,41 @@ internal sealed class AcceptLabels(int maxPerMetric = SeriesLimit.DefaultMaxPerM
         var key = new Key(portCommKey.Port, portCommKey.Comm0, portCommKey.Comm1, discriminator);
         if (cache.TryGetValue(key, out var entry))
             return entry;
+        // At the cap, idle series may be what fills it; looked for at most once a second, so
+        // a steady overflow does not scan the whole table per record.
+        if (cache.Count >= maxPerMetric && r.ExitNs - _lastFullSweepNs >= FullSweepIntervalNs)
+        {
+            _lastFullSweepNs = r.ExitNs;
+            Sweep(r.ExitNs);
+        }
         if (cache.Count >= maxPerMetric)
         {
             // Not cached: the folded sets are found by the bounded discriminator alone, so
             // records past the cap add nothing to the agent's memory.
             if (!others.TryGetValue(discriminator, out entry))
-                others[discriminator] = entry = new Entry([.. OtherPortComm, new(name, label(discriminator))], true, OtherPortComm, true);
+                others[discriminator] = entry = new Entry(Sorted([.. OtherPortCommTags, new(name, label(discriminator))]), true, OtherPortComm());
             return entry;
         }
         string port = r.ListenPort.ToString(CultureInfo.InvariantCulture);
-        string commText = CommText(comm);
-        bool portCommFolded = false;
         if (!_portComm.TryGetValue(portCommKey, out var portComm))
         {
             if (_portComm.Count < maxPerMetric)
-                _portComm.Add(portCommKey, portComm = [new("port", port), new("comm", commText)]);
+                _portComm.Add(portCommKey, portComm = new PortComm([new("comm", CommLabel.Text(comm)), new("port", port)], false));
             else
-                (portComm, portCommFolded) = (OtherPortComm, true);
+                portComm = OtherPortComm();
         }
-        entry = new Entry([new("port", port), new("comm", commText), new(name, label(discriminator))], false, portComm, portCommFolded);
+        KeyValuePair<string, object?>[] own = portComm.Folded ? [new("comm", CommLabel.Text(comm)), new("port", port)] : portComm.Tags;
+        entry = new Entry(Sorted([.. own, new(name, label(discriminator))]), false, portComm);
         cache.Add(key, entry);
         return entry;
     }
 
-    /// <summary>task->comm is NUL-padded and may hold any bytes; invalid UTF-8 becomes U+FFFD.</summary>
-    internal static string CommText(ReadOnlySpan<byte> comm)
+    /// <summary>Labels in name order, as the exporter writes the other families' labels.</summary>
+    private static KeyValuePair<string, object?>[] Sorted(KeyValuePair<string, object?>[] tags)
     {
-        int end = comm.IndexOf((byte)0);
-        return Encoding.UTF8.GetString(end < 0 ? comm : comm[..end]);
+        Array.Sort(tags, static (a, b) => string.CompareOrdinal(a.Key, b.Key));
+        return tags;
     }
+
+    private PortComm OtherPortComm() => _otherPortComm ??= new PortComm(OtherPortCommTags, true);
 }

@@ -36,7 +36,7 @@ public sealed partial class FdRaceMetrics : IFdRaceHandler
         {
             if (_labels.Count < _limit.MaxPerMetric)
             {
-                _labels[key] = tags = [new("kind", RaceKinds.Label(kind)), new("comm", AcceptLabels.CommText(comm))];
+                _labels[key] = tags = [new("kind", RaceKinds.Label(kind)), new("comm", CommLabel.Text(comm))];
             }
             else
             {
@@ -52,7 +52,7 @@ public sealed partial class FdRaceMetrics : IFdRaceHandler
         // Races are rare and each one is worth a record a person can act on.
         bool reuse = r.Kind == RaceKinds.ReuseAfterClose;
         // /races names the real process even when the metric folded it into "other".
-        string commText = folded ? AcceptLabels.CommText(comm) : (string)tags[1].Value!;
+        string commText = folded ? CommLabel.Text(comm) : (string)tags[1].Value!;
         var race = new FdRace(MonotonicClock.ToUtc(r.TimestampNs), (string)tags[0].Value!, r.Pid, r.Tid, commText, r.Fd,
             reuse ? r.OtherTid : null, reuse ? r.GapNs / 1e9 : null);
         Recent.Add(race);

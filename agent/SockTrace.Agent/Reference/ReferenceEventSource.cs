@@ -26,7 +26,7 @@ public sealed class ReferenceEventSource : IEventSource
             _run = ModelRun.Execute(Scenario.Load(scenarioFile), new ModelOptions
             {
                 Pid = (uint)Environment.ProcessId,
-                StartNs = (ulong)Stopwatch.GetTimestamp() * (ulong)(1_000_000_000 / Stopwatch.Frequency),
+                StartNs = MonotonicClock.NowNs(),
                 ReuseWindow = reuseWindow,
             });
         }

@@ -19,6 +19,8 @@ public sealed class AgentOptionsTests
         Assert.Equal(TimeSpan.FromMilliseconds(100), options.PollInterval);
         Assert.True(options.RxMetrics);
         Assert.Contains(SockTrace.Agent.Bpf.Hooks.Rx, options.Hooks);
+        Assert.Equal(TimeSpan.FromMinutes(10), options.SeriesIdle);
+        Assert.Equal(TimeSpan.Zero, From(("SockTrace:SeriesIdleSeconds", "0")).SeriesIdle);
     }
 
     [Theory]
@@ -38,6 +40,8 @@ public sealed class AgentOptionsTests
     [InlineData("SockTrace:RingBufferBytes", "4MB", "invalid --ring-buffer-bytes (SOCKTRACE_RING_BUFFER_BYTES, SockTrace:RingBufferBytes) value '4MB': must be a whole number")]
     [InlineData("SockTrace:PollIntervalMs", "0", "invalid --poll-interval-ms (SOCKTRACE_POLL_INTERVAL_MS, SockTrace:PollIntervalMs) value '0': must be from 1 to 10000")]
     [InlineData("SockTrace:PollIntervalMs", "-5", "invalid --poll-interval-ms (SOCKTRACE_POLL_INTERVAL_MS, SockTrace:PollIntervalMs) value '-5': must be a whole number")]
+    [InlineData("SockTrace:SeriesIdleSeconds", "2592001", "invalid --series-idle-seconds (SOCKTRACE_SERIES_IDLE_SECONDS, SockTrace:SeriesIdleSeconds) value '2592001': must be from 0 (never) to 2592000 (30 days)")]
+    [InlineData("SockTrace:SeriesIdleSeconds", "10m", "invalid --series-idle-seconds (SOCKTRACE_SERIES_IDLE_SECONDS, SockTrace:SeriesIdleSeconds) value '10m': must be a whole number")]
     [InlineData("SockTrace:RxMetrics", "yes", "invalid --rx-metrics (SOCKTRACE_RX_METRICS, SockTrace:RxMetrics) value 'yes': must be on or off")]
     [InlineData("SockTrace:AttachMode", "uprobe", "invalid --attach-mode (SOCKTRACE_ATTACH_MODE, SockTrace:AttachMode) value 'uprobe': must be one of auto, fentry, kprobe, tracepoint")]
     public void BadValuesNameTheSettingAndTheRule(string key, string value, string message)

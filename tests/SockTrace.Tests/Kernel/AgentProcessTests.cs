@@ -46,6 +46,34 @@ public sealed class AgentProcessTests
     }
 
     [Fact]
+    public void AQuietListenersSeriesLeaveAfterTheIdleTimeAndReturnFromZero()
+    {
+        Requires.Bpf();
+        using var agent = AgentProcess.StartObserving("--poll-interval-ms", "20", "--series-idle-seconds", "3");
+        using var listener = Loopback.Listen();
+        string port = listener.Port().ToString(CultureInfo.InvariantCulture);
+        // The accept families; the listen queue's series stay while the listener is open.
+        bool Listed(IEnumerable<Sample> samples) => samples.Any(s => s.Name.StartsWith("socktrace_accept", StringComparison.Ordinal) && s.Labels.GetValueOrDefault("port") == port);
+
+        Loopback.ConnectAndAcceptAfter(listener, 4, TimeSpan.Zero);
+        Eventually.True(() => agent.Scrape().Sum("socktrace_accepts_total", ("port", port)) >= 4, "accepts on /metrics");
+        var quiet = System.Diagnostics.Stopwatch.StartNew();
+        var samples = agent.Scrape();
+        Assert.Equal(4, samples.Sum("socktrace_accepts_total", ("port", port)));
+        Assert.Equal(4, samples.Sum("socktrace_accept_duration_seconds_count", ("port", port)));
+
+        Eventually.True(() => !Listed(agent.Scrape()), "the quiet listener's series to leave /metrics", TimeSpan.FromSeconds(30));
+        // Gone no earlier than the idle time allows: the last accept was before the clock started.
+        Assert.True(quiet.Elapsed > TimeSpan.FromSeconds(2), $"gone after {quiet.Elapsed.TotalSeconds:0.0} s of quiet, with --series-idle-seconds 3");
+
+        Loopback.ConnectAndAcceptAfter(listener, 1, TimeSpan.Zero);
+        Eventually.True(() => Listed(agent.Scrape()), "the listener's series to return");
+        samples = agent.Scrape();
+        Assert.Equal(1, samples.Sum("socktrace_accepts_total", ("port", port)));
+        Assert.Equal(1, samples.Sum("socktrace_accept_duration_seconds_count", ("port", port)));
+    }
+
+    [Fact]
     public void ServesRacesWithTheCulpritsPidAndFd()
     {
         Requires.Bpf();

@@ -3,8 +3,6 @@ using System.Diagnostics;
 using System.Diagnostics.Metrics;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Logging.Abstractions;
-using OpenTelemetry;
-using OpenTelemetry.Metrics;
 using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Bpf;
 using SockTrace.Agent.Events;
@@ -94,9 +92,8 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
 
         using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         var attribution = new PodAttribution(new CgroupAttribution(new CgroupDirectory(Root, minRescanInterval: TimeSpan.Zero)), pods);
-        var exported = new List<Metric>();
-        using var provider = Sdk.CreateMeterProviderBuilder().AddMeter(SockTraceMeter.Name).AddInMemoryExporter(exported).Build();
-        var decoder = new RecordDecoder(new AcceptMetrics(services.GetRequiredService<IMeterFactory>(), attribution: attribution), new IgnoreRaces());
+        var metrics = new AcceptMetrics(services.GetRequiredService<IMeterFactory>(), attribution: attribution);
+        var decoder = new RecordDecoder(metrics, new IgnoreRaces());
         using var source = new KernelEventSource(decoder, KernelPipeline.PlanUnderTest(), KernelPipeline.KernelUnderTest,
             new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
         source.Start();
@@ -104,44 +101,27 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
         var (port, _, comm) = RunListenerIn($"{Parent}/kubepods-besteffort-pod{uid.Replace('-', '_')}.slice/cri-containerd-{id}.scope");
 
         List<(string Namespace, string Pod, string Container, long Count)> series = [];
-        Eventually.True(() => (series = Exported(provider, exported, port, comm)).Sum(s => s.Count) >= Accepts, $"{Accepts} accepts on port {port}");
+        Eventually.True(() => (series = Exported(metrics, port, comm)).Sum(s => s.Count) >= Accepts, $"{Accepts} accepts on port {port}");
         Thread.Sleep(100);
-        series = Exported(provider, exported, port, comm);
+        series = Exported(metrics, port, comm);
         output.WriteLine($"port {port}: {string.Join("; ", series)}");
         Assert.Equal([("shop", "web-0", "web", (long)Accepts)], series);
 
         await api.Send("DELETED", pod);
-        Eventually.True(() => Exported(provider, exported, port, comm).Count == 0, "the deleted pod's series to leave the export", TimeSpan.FromSeconds(20));
+        Eventually.True(() => Exported(metrics, port, comm).Count == 0, "the deleted pod's series to leave the export", TimeSpan.FromSeconds(20));
 
         await stop.CancelAsync();
         await watching;
     }
 
     /// <summary>The accept series of the listener on <paramref name="port"/> named
-    /// <paramref name="comm"/>: the name tells it from another test's listener that gets the
-    /// same port number once this one is gone.</summary>
-    private static List<(string Namespace, string Pod, string Container, long Count)> Exported(MeterProvider provider, List<Metric> exported, int port, string comm)
-    {
-        lock (exported)
-        {
-            exported.Clear();
-            provider.ForceFlush();
-            var series = new List<(string, string, string, long)>();
-            foreach (var metric in exported.Where(m => m.Name == "socktrace.accepts"))
-            {
-                foreach (ref readonly var point in metric.GetMetricPoints())
-                {
-                    var tags = new Dictionary<string, object?>();
-                    foreach (var tag in point.Tags)
-                        tags[tag.Key] = tag.Value;
-                    if ((string?)tags.GetValueOrDefault("port") == port.ToString(System.Globalization.CultureInfo.InvariantCulture)
-                        && (string?)tags.GetValueOrDefault("comm") == comm && tags.ContainsKey("pod"))
-                        series.Add(((string)tags["namespace"]!, (string)tags["pod"]!, (string)tags["container"]!, point.GetSumLong()));
-                }
-            }
-            return series;
-        }
-    }
+    /// <paramref name="comm"/>, as written into /metrics: the name tells it from another
+    /// test's listener that gets the same port number once this one is gone.</summary>
+    private static List<(string Namespace, string Pod, string Container, long Count)> Exported(AcceptMetrics metrics, int port, string comm) =>
+        [.. Exposition.Of(metrics)
+            .Where(s => s.Name == "socktrace_accepts_total" && s.Labels["port"] == port.ToString(System.Globalization.CultureInfo.InvariantCulture)
+                && s.Labels["comm"] == comm && s.Labels.ContainsKey("pod"))
+            .Select(s => (s.Labels["namespace"], s.Labels["pod"], s.Labels["container"], (long)s.Value))];
 
     /// <summary>A python3 listener moved into <paramref name="cgroup"/> before it accepts
     /// <see cref="Accepts"/> connections; returns its port, pid and process name once they are all made.</summary>

@@ -4,18 +4,17 @@ using k8s.Models;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
-using OpenTelemetry;
-using OpenTelemetry.Metrics;
 using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Events;
 using SockTrace.Agent.Metrics;
+using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Metrics;
 
 /// <summary>
 /// With attribution on, the accept and race counters carry namespace, pod and container,
 /// resolved from each record's cgroup id through a cgroup tree and the pod index; a deleted
-/// pod's series leave the export. Asserted through the OpenTelemetry SDK, as the agent runs it.
+/// pod's series leave the export. Asserted on what the agent writes into /metrics.
 /// </summary>
 public sealed class PodLabelTests : IDisposable
 {
@@ -53,8 +52,6 @@ public sealed class PodLabelTests : IDisposable
     public void AcceptsCarryTheirPodAndADeletedPodsSeriesLeaveTheExport()
     {
         var metrics = new AcceptMetrics(_services.GetRequiredService<IMeterFactory>(), attribution: _attribution);
-        var exported = new List<Metric>();
-        using var provider = Sdk.CreateMeterProviderBuilder().AddMeter(SockTraceMeter.Name).AddInMemoryExporter(exported).Build();
 
         for (int i = 0; i < 3; i++)
             metrics.OnAccept(Record(ret: 7, _web));
@@ -62,18 +59,18 @@ public sealed class PodLabelTests : IDisposable
         metrics.OnAccept(Record(ret: 7, _host));
         metrics.OnAccept(Record(ret: -11, _web));
 
-        var accepts = Points(provider, exported, "socktrace.accepts");
+        var accepts = Points(metrics, "socktrace_accepts_total");
         Assert.Equal(3, accepts[("shop", "web-1", "web")]);
         Assert.Equal(1, accepts[("data", "postgres-0", "postgres")]);
         Assert.Equal(1, accepts[("", "", "")]);
-        Assert.Equal(1, Points(provider, exported, "socktrace.accept.errors")[("shop", "web-1", "web")]);
+        Assert.Equal(1, Points(metrics, "socktrace_accept_errors_total")[("shop", "web-1", "web")]);
 
         _pods.Remove(Pod("shop", "web-1", WebUid, "web", $"containerd://{WebId}"));
 
-        accepts = Points(provider, exported, "socktrace.accepts");
+        accepts = Points(metrics, "socktrace_accepts_total");
         Assert.False(accepts.ContainsKey(("shop", "web-1", "web")), "the deleted pod's series is still exported");
         Assert.Equal(1, accepts[("data", "postgres-0", "postgres")]);
-        Assert.Empty(Points(provider, exported, "socktrace.accept.errors"));
+        Assert.Empty(Points(metrics, "socktrace_accept_errors_total"));
     }
 
     [Fact]
@@ -106,26 +103,11 @@ public sealed class PodLabelTests : IDisposable
         Assert.Equal(["comm", "peer", "port"], point.Tags.Keys.Order());
     }
 
-    /// <summary>Collects now; this class's points by (namespace, pod, container).</summary>
-    private static Dictionary<(string, string, string), long> Points(MeterProvider provider, List<Metric> exported, string name)
-    {
-        exported.Clear();
-        provider.ForceFlush();
-        var points = new Dictionary<(string, string, string), long>();
-        foreach (var metric in exported.Where(m => m.Name == name))
-        {
-            foreach (ref readonly var point in metric.GetMetricPoints())
-            {
-                var tags = new Dictionary<string, object?>();
-                foreach (var tag in point.Tags)
-                    tags[tag.Key] = tag.Value;
-                if ((string?)tags.GetValueOrDefault("port") != Port.ToString(System.Globalization.CultureInfo.InvariantCulture) || !tags.ContainsKey("pod"))
-                    continue;
-                points[((string)tags["namespace"]!, (string)tags["pod"]!, (string)tags["container"]!)] = point.GetSumLong();
-            }
-        }
-        return points;
-    }
+    /// <summary>This class's series of <paramref name="name"/> in /metrics, by (namespace, pod, container).</summary>
+    private static Dictionary<(string, string, string), long> Points(AcceptMetrics metrics, string name) =>
+        Exposition.Of(metrics)
+            .Where(s => s.Name == name && s.Labels["port"] == Port.ToString(System.Globalization.CultureInfo.InvariantCulture) && s.Labels.ContainsKey("pod"))
+            .ToDictionary(s => (s.Labels["namespace"], s.Labels["pod"], s.Labels["container"]), s => (long)s.Value);
 
     private ulong Cgroup(string relative)
     {
