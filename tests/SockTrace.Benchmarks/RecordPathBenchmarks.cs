@@ -16,8 +16,8 @@ namespace SockTrace.Benchmarks;
 
 /// <summary>
 /// The managed cost of one ring buffer record: RecordDecoder validating the raw bytes and
-/// AcceptMetrics aggregating them, with the OpenTelemetry SDK listening to the instruments
-/// as it does in the agent. Each operation decodes a batch of raw records laid out as the
+/// AcceptMetrics aggregating them, with the OpenTelemetry SDK set up on the meter as in the
+/// agent. Each operation decodes a batch of raw records laid out as the
 /// ring buffer hands them over (spans over one buffer), so the result is per record.
 /// </summary>
 [MemoryDiagnoser]
@@ -57,10 +57,12 @@ public class RecordPathBenchmarks
         _floorHistogram = _floorMeter.CreateHistogram("floor.histogram", "s", "floor", advice: new InstrumentAdvice<double> { HistogramBucketBoundaries = SockTraceMeter.LatencyBuckets });
         _floorTags = [new("port", "8080"), new("comm", "nginx"), new("peer", "loopback")];
         _provider = Sdk.CreateMeterProviderBuilder()
-            .AddMeter(SockTraceMeter.Name, _floorMeter.Name)
+            .AddSockTraceMeter()
+            .AddMeter(_floorMeter.Name)
             .AddInMemoryExporter(new List<Metric>())
             .Build();
-        _decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
+        var accepts = new AcceptMetrics(meters, idle: TimeSpan.FromSeconds(Agent.Hosting.AgentOptions.DefaultSeriesIdleSeconds));
+        _decoder = new RecordDecoder(accepts, new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
         _decodeOnly = new RecordDecoder(new Discard(), new Discard());
         _accepted = Records(i => Record(ret: 7, port: 8080, comm: "nginx", established: 500));
         _failed = Records(i => Record(ret: -11, port: 8080, comm: "nginx", established: 0));

@@ -50,13 +50,9 @@ public static class AgentHost
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("socktrace", serviceVersion: typeof(AgentHost).Assembly.GetName().Version?.ToString(3)))
-            .WithMetrics(metrics =>
-            {
-                metrics.AddMeter(SockTraceMeter.Name)
-                    .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0);
-                foreach (string name in AcceptMetrics.ExportedHere)
-                    metrics.AddView(name, MetricStreamConfiguration.Drop);
-            });
+            .WithMetrics(metrics => metrics
+            .AddSockTraceMeter()
+            .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
 
         var app = builder.Build();
         // Instruments exist from the first scrape on, even before any record arrives; the

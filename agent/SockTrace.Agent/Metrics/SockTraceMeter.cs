@@ -1,7 +1,19 @@
+using OpenTelemetry.Metrics;
+
 namespace SockTrace.Agent.Metrics;
 
 public static class SockTraceMeter
 {
+    /// <summary>Has the SDK export the SockTrace meter, less the instruments whose families
+    /// the agent writes itself (<see cref="AcceptMetrics.ExportedHere"/>).</summary>
+    public static MeterProviderBuilder AddSockTraceMeter(this MeterProviderBuilder builder)
+    {
+        builder.AddMeter(Name);
+        foreach (string name in AcceptMetrics.ExportedHere)
+            builder.AddView(name, MetricStreamConfiguration.Drop);
+        return builder;
+    }
+
     /// <summary>The meter every SockTrace instrument belongs to.</summary>
     public const string Name = "SockTrace";
 
