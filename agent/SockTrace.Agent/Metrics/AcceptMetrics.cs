@@ -46,7 +46,7 @@ public sealed class AcceptMetrics : IAcceptHandler
         _limit = limit ?? new SeriesLimit(meterFactory);
         _attribution = attribution;
         _nowNs = nowNs ?? MonotonicClock.NowNs;
-        _series = new AcceptSeries(_limit.MaxPerMetric, (ulong)idle.Ticks * 100);
+        _series = new AcceptSeries(_limit.MaxPerMetric, (ulong)idle.Ticks * 100, _nowNs);
         var meter = meterFactory.Create(SockTraceMeter.Name);
         var buckets = new InstrumentAdvice<double> { HistogramBucketBoundaries = SockTraceMeter.LatencyBuckets };
         _accepts = meter.CreateCounter<long>(ExportedHere[0], description: AcceptsHelp);

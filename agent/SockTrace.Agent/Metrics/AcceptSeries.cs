@@ -12,7 +12,8 @@ namespace SockTrace.Agent.Metrics;
 /// set whose port and comm are "other". Series with no record for the idle time are removed,
 /// which frees their place under the cap. Not thread-safe: <see cref="AcceptMetrics"/> locks.
 /// </summary>
-internal sealed class AcceptSeries(int maxPerMetric = SeriesLimit.DefaultMaxPerMetric, ulong idleNs = 0)
+/// <param name="nowNs">The clock the records' timestamps are on (CLOCK_MONOTONIC ns).</param>
+internal sealed class AcceptSeries(int maxPerMetric, ulong idleNs, Func<ulong> nowNs)
 {
     /// <summary>A raw, allocation-free key: the 16 comm bytes as two longs.</summary>
     private readonly record struct Key(ushort Port, ulong Comm0, ulong Comm1, int Discriminator);
@@ -138,10 +139,10 @@ internal sealed class AcceptSeries(int maxPerMetric = SeriesLimit.DefaultMaxPerM
             return entry;
         // At the cap, idle series may be what fills it; looked for at most once a second, so
         // a steady overflow does not scan the whole table per record.
-        if (cache.Count >= maxPerMetric && r.ExitNs - _lastFullSweepNs >= FullSweepIntervalNs)
+        if (cache.Count >= maxPerMetric && idleNs != 0 && nowNs() is var now && now - _lastFullSweepNs >= FullSweepIntervalNs)
         {
-            _lastFullSweepNs = r.ExitNs;
-            Sweep(r.ExitNs);
+            _lastFullSweepNs = now;
+            Sweep(now);
         }
         if (cache.Count >= maxPerMetric)
         {

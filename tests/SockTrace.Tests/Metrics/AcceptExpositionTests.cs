@@ -104,11 +104,25 @@ public sealed class AcceptExpositionTests : IDisposable
         Assert.Equal(1, Exposition.Of(metrics).Sum("socktrace_accepts_total", ("port", "other")));
 
         // 1001 idle for 61 s when 3003 arrives: swept at the cap, so 3003 gets its own series.
-        metrics.OnAccept(Record(ret: 7, port: 3003, exit: 71 * Second));
         _now = 71 * Second;
+        metrics.OnAccept(Record(ret: 7, port: 3003, exit: 71 * Second));
         var samples = Exposition.Of(metrics);
         Assert.Equal(1, samples.Sum("socktrace_accepts_total", ("port", "3003")));
         Assert.Equal(0, samples.Sum("socktrace_accepts_total", ("port", "1001")));
+        Assert.Equal(1, samples.Sum("socktrace_accepts_total", ("port", "other")));
+    }
+
+    [Fact]
+    public void IdlenessIsJudgedByTheAgentsClockNotByARecordsTimestamp()
+    {
+        var metrics = Metrics(TimeSpan.FromSeconds(60), maxSeries: 1);
+        metrics.OnAccept(Record(ret: 7, port: 1001, exit: 10 * Second));
+        _now = 20 * Second;
+        // A record stamped far in the future reaches the cap: nothing is 60 s idle by the clock.
+        metrics.OnAccept(Record(ret: 7, port: 2002, exit: ulong.MaxValue / 2));
+
+        var samples = Exposition.Of(metrics);
+        Assert.Equal(1, samples.Sum("socktrace_accepts_total", ("port", "1001")));
         Assert.Equal(1, samples.Sum("socktrace_accepts_total", ("port", "other")));
     }
 
