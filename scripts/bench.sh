@@ -10,7 +10,7 @@
 #   5. where the in-kernel time goes: each of the agent's BPF programs' runs and run time per
 #      connection of the accept loop (kernel.bpf_stats_enabled, read with bpftool).
 # Run as root. Knobs (environment): PAIRS (5), SECONDS_ACCEPT (5), SECONDS_SYSCALL (2),
-# SECONDS_DRAIN (5), SECONDS_RATE (10), RATE (10000), WARMUP (20 s before the CPU and RSS
+# SECONDS_DRAIN (5), SECONDS_RATE (30), RATE (10000), WARMUP (60 s before the CPU and RSS
 # measurements), BENCH_OUT (a new temporary folder),
 # SKIP_BDN=1, AGENT_ARGS (extra agent flags, e.g. "--attach-mode kprobe").
 set -euo pipefail
@@ -21,9 +21,9 @@ PAIRS=${PAIRS:-5}
 SECONDS_ACCEPT=${SECONDS_ACCEPT:-5}
 SECONDS_SYSCALL=${SECONDS_SYSCALL:-2}
 SECONDS_DRAIN=${SECONDS_DRAIN:-5}
-SECONDS_RATE=${SECONDS_RATE:-10}
+SECONDS_RATE=${SECONDS_RATE:-30}
 RATE=${RATE:-10000}
-WARMUP=${WARMUP:-20}
+WARMUP=${WARMUP:-60}
 out=${BENCH_OUT:-$(mktemp -d /tmp/socktrace-bench.XXXXXX)}
 mkdir -p "$out"
 agent_dll=$root/agent/SockTrace.Agent/bin/Release/net10.0/socktrace.dll
@@ -145,10 +145,10 @@ if (( WARMUP > 0 )); then
 fi
 # "Idle": no load from this script, but the agent traces the whole machine.
 e0=$(metric '^socktrace_events_total\{.*type="accept"')
-t0=$(cpu_ticks "$agent_pid"); sleep "$SECONDS_DRAIN"; t1=$(cpu_ticks "$agent_pid")
+t0=$(cpu_ticks "$agent_pid"); sleep "$SECONDS_RATE"; t1=$(cpu_ticks "$agent_pid")
 e1=$(metric '^socktrace_events_total\{.*type="accept"')
-idle_cpu=$(awk -v d=$((t1 - t0)) -v s="$SECONDS_DRAIN" -v hz="$hz" 'BEGIN { printf "%.2f", 100 * d / hz / s }')
-idle_records=$(awk -v e=$((e1 - e0)) -v s="$SECONDS_DRAIN" 'BEGIN { printf "%.0f", e / s }')
+idle_cpu=$(awk -v d=$((t1 - t0)) -v s="$SECONDS_RATE" -v hz="$hz" 'BEGIN { printf "%.2f", 100 * d / hz / s }')
+idle_records=$(awk -v e=$((e1 - e0)) -v s="$SECONDS_RATE" 'BEGIN { printf "%.0f", e / s }')
 t0=$(cpu_ticks "$agent_pid"); w0=$(date +%s.%N)
 lr=$("$stload" accept "$SECONDS_RATE" "$RATE"); echo "$lr" >>"$out/rate.txt"
 t1=$(cpu_ticks "$agent_pid"); w1=$(date +%s.%N)
