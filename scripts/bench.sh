@@ -4,7 +4,8 @@
 #      A/B pairs, and a getppid() loop that nothing traces (the cost of enabled syscall
 #      tracepoints on every syscall);
 #   2. ring buffer drain: failing accept4() calls from 1 and 2 threads, records counted by
-#      the agent against calls made, and drops;
+#      the agent against calls made, and drops; then records written by a BPF loop
+#      (load/produce.bpf.c, BPF_PROG_TEST_RUN) at fixed rates, no syscall per record;
 #   3. the agent's CPU and RSS while idle and at about 10k accepts/s;
 #   4. the managed cost per record (BenchmarkDotNet, tests/SockTrace.Benchmarks);
 #   5. where the in-kernel time goes: each of the agent's BPF programs' runs and run time per
@@ -12,7 +13,9 @@
 # Run as root. Knobs (environment): PAIRS (5), SECONDS_ACCEPT (5), SECONDS_SYSCALL (2),
 # SECONDS_DRAIN (5), SECONDS_RATE (30), RATE (10000), WARMUP (60 s before the CPU and RSS
 # measurements), BENCH_OUT (a new temporary folder),
-# SKIP_BDN=1, AGENT_ARGS (extra agent flags, e.g. "--attach-mode kprobe").
+# PRODUCE_RATES ("1000000 5000000 8000000"), PRODUCE_RING (67108864 bytes) and
+# PRODUCE_POLL_MS (10) for the agent the BPF producer feeds, SKIP_BDN=1, AGENT_ARGS (extra
+# agent flags, e.g. "--attach-mode kprobe").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -24,11 +27,16 @@ SECONDS_DRAIN=${SECONDS_DRAIN:-5}
 SECONDS_RATE=${SECONDS_RATE:-30}
 RATE=${RATE:-10000}
 WARMUP=${WARMUP:-60}
+PRODUCE_RATES=${PRODUCE_RATES:-1000000 5000000 8000000}
+PRODUCE_RING=${PRODUCE_RING:-67108864}
+PRODUCE_POLL_MS=${PRODUCE_POLL_MS:-10}
 out=${BENCH_OUT:-$(mktemp -d /tmp/socktrace-bench.XXXXXX)}
 mkdir -p "$out"
 agent_dll=$root/agent/SockTrace.Agent/bin/Release/net10.0/socktrace.dll
 bench_dll=$root/tests/SockTrace.Benchmarks/bin/Release/net10.0/SockTrace.Benchmarks.dll
 stload=$root/tests/SockTrace.Benchmarks/bin/stload
+produce=$root/tests/SockTrace.Benchmarks/bin/produce
+produce_obj=$root/tests/SockTrace.Benchmarks/bin/produce.bpf.o
 port=${AGENT_PORT:-19464}
 agent_pid=
 
@@ -42,6 +50,8 @@ if [[ -z ${SKIP_BUILD:-} ]]; then
 fi
 mkdir -p "$(dirname "$stload")"
 cc -O2 -Wall -Wextra -pthread tests/SockTrace.Benchmarks/load/stload.c -o "$stload"
+clang -O2 -g -target bpf -I"/usr/include/$(gcc -dumpmachine)" -c tests/SockTrace.Benchmarks/load/produce.bpf.c -o "$produce_obj"
+cc -O2 -Wall -Wextra tests/SockTrace.Benchmarks/load/produce.c -lbpf -o "$produce"
 
 # ---- helpers ----
 field() { # field KEY LINE: the value of KEY=VALUE in a stload line
@@ -190,6 +200,30 @@ if command -v bpftool >/dev/null; then
   ' "$out/progs.before" "$out/bpf_stats.0" "$out/bpf_stats.1")
 fi
 stop_agent
+
+# ---- 2b. drain at a fixed rate, records written by a BPF loop ----
+# A syscall per record caps the producer far below the reader (above). produce.bpf.c
+# writes accept records straight into the agent's ring buffer from BPF_PROG_TEST_RUN, at
+# each rate in PRODUCE_RATES, into an agent with a ring and poll interval sized for it.
+map_ids() { bpftool map show 2>/dev/null | awk -F: '/^[0-9]+: ringbuf/ && / name st_events / {print $1}'; }
+produce_rows=""
+if command -v bpftool >/dev/null; then
+  map_ids >"$out/maps.before"
+  AGENT_ARGS="${AGENT_ARGS:-} --ring-buffer-bytes $PRODUCE_RING --poll-interval-ms $PRODUCE_POLL_MS" start_agent
+  ring_id=$(map_ids | grep -vxFf "$out/maps.before" | head -1)
+  for rate in $PRODUCE_RATES; do
+    sleep 1
+    ev0=$(metric '^socktrace_events_total\{.*type="accept"'); c0=$(cpu_ticks "$agent_pid")
+    lp=$("$produce" "$produce_obj" "$ring_id" "$SECONDS_DRAIN" "$rate" 20000); echo "$lp" >>"$out/produce.txt"
+    c1=$(cpu_ticks "$agent_pid")
+    sleep 1 # one poll interval and more: everything written is read by now
+    ev1=$(metric '^socktrace_events_total\{.*type="accept"')
+    produce_rows+="$(awk -v target="$rate" -v w="$(field written "$lp")" -v r="$(field refused "$lp")" -v s="$(field seconds "$lp")" \
+      -v e=$((ev1 - ev0)) -v c=$((c1 - c0)) -v hz="$hz" \
+      'BEGIN { printf "| drain from BPF, paced to %.3g records/s | %.3g records/s written, %.3g records/s consumed (%.2f%% of written), %d refused by the full ring; agent %.0f%% of one core |", target, w / s, e / s, 100 * e / w, r, 100 * c / hz / s }')"$'\n'
+  done
+  stop_agent
+fi
 uptime >"$out/uptime.after"
 
 # ---- 4. managed cost per record ----
@@ -221,6 +255,7 @@ A = no agent, B = agent attached; $PAIRS interleaved A/B pairs; values are media
 | getppid() B/A per pair (CPU) | $(stats "${r_pp[@]}") |
 | A runs during which another process had tracepoint programs loaded (A is then not agent-free) | $contaminated of $PAIRS |
 $(printf '%s\n' "${drain_rows[@]}")
+${produce_rows%$'\n'}
 | agent CPU, no load from this script (${idle_records} accept records/s from the rest of the machine) | ${idle_cpu}% of one core |
 | agent CPU at ${achieved} accepts/s (paced to $RATE) | ${load_cpu}% of one core |
 | agent memory after that | ${mem%, } |
