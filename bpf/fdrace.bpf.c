@@ -140,15 +140,25 @@ int BPF_KPROBE(st_kp_fd_install, unsigned int fd)
 }
 
 /* ---- hook "close": the closes reuse_after_close is judged against ----
- * close() ends in close_fd() (fs/open.c, fs/file.c) until 6.10; 6.11 replaced it with
- * file_close_fd(), which returns the file instead of closing it. The kprobe and fentry
- * programs hook close_fd(), so on 6.11 and later the agent falls back to the syscall
- * tracepoints, and elsewhere keeps them, and their cost on every syscall, off. */
+ * close() ends in close_fd() (fs/open.c, fs/file.c) until 6.10. From 6.11 it calls
+ * file_close_fd(), which takes the file out of the table and returns it (NULL: no such
+ * fd), and close_fd() stays for other kernel callers, on top of file_close_fd(). Both
+ * are hooked where they exist, so every kernel with kprobes or fentry sees every close
+ * without a syscall tracepoint and its cost on every syscall; a close seen by both
+ * writes the same entry twice. The fd is free again once it is out of the table, so
+ * that, not the flush after it, is the close that matters here. */
 
 SEC("fexit/close_fd")
 int BPF_PROG(st_fx_close_fd, unsigned int fd, int ret)
 {
 	closed(fd, ret);
+	return 0;
+}
+
+SEC("fexit/file_close_fd")
+int BPF_PROG(st_fx_file_close_fd, unsigned int fd, struct file *ret)
+{
+	closed(fd, ret ? 0 : -1);
 	return 0;
 }
 
@@ -163,6 +173,23 @@ SEC("kretprobe/close_fd")
 int BPF_KRETPROBE(st_krp_close_fd, int ret)
 {
 	closed(recall_arg(&st_close_calls), ret);
+	return 0;
+}
+
+/* Nested in close_fd() from 6.11: its entry overwrites the same fd under the same
+ * thread, its return records the close and forgets it, and close_fd()'s return then
+ * finds nothing (fd -1, ignored). */
+SEC("kprobe/file_close_fd")
+int BPF_KPROBE(st_kp_file_close_fd, unsigned int fd)
+{
+	remember_arg(&st_close_calls, fd);
+	return 0;
+}
+
+SEC("kretprobe/file_close_fd")
+int BPF_KRETPROBE(st_krp_file_close_fd, struct file *ret)
+{
+	closed(recall_arg(&st_close_calls), ret ? 0 : -1);
 	return 0;
 }
 

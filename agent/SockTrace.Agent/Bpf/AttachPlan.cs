@@ -2,11 +2,9 @@ using SockTrace.Agent.Hosting;
 
 namespace SockTrace.Agent.Bpf;
 
-/// <summary>The mode a hook attaches with (null: left out), and why the better modes were not used.</summary>
-public sealed record HookPlan(Hook Hook, AttachMode? Mode, string Why)
-{
-    public IEnumerable<HookProgram> Programs => Mode is { } mode ? Hook.Programs[mode] : [];
-}
+/// <summary>The mode a hook attaches with (null: left out), why the better modes were not used,
+/// and the programs of that mode this kernel takes (<see cref="KernelFeatures.ProgramsFor"/>).</summary>
+public sealed record HookPlan(Hook Hook, AttachMode? Mode, string Why, IReadOnlyList<HookProgram> Programs);
 
 public static class AttachPlan
 {
@@ -28,7 +26,7 @@ public static class AttachPlan
                 if (!support.Available)
                     throw new StartupException(ExitCodes.KernelUnsupported,
                         $"--attach-mode {requested} is not available for hook {hook.Name} on kernel {kernel.Release}: {support.Detail}");
-                plan.Add(new HookPlan(hook, forced, "forced by --attach-mode"));
+                plan.Add(new HookPlan(hook, forced, "forced by --attach-mode", kernel.ProgramsFor(hook, forced)));
                 continue;
             }
             var rejected = new List<string>();
@@ -38,13 +36,13 @@ public static class AttachPlan
                 var support = kernel.Supports(hook, mode);
                 if (support.Available)
                 {
-                    chosen = new HookPlan(hook, mode, rejected.Count == 0 ? "preferred" : string.Join("; ", rejected));
+                    chosen = new HookPlan(hook, mode, rejected.Count == 0 ? "preferred" : string.Join("; ", rejected), kernel.ProgramsFor(hook, mode));
                     break;
                 }
                 rejected.Add($"{mode.Name()}: {support.Detail}");
             }
             if (chosen is null && !hook.Required)
-                chosen = new HookPlan(hook, null, "left out: " + string.Join("; ", rejected));
+                chosen = new HookPlan(hook, null, "left out: " + string.Join("; ", rejected), []);
             plan.Add(chosen ?? throw new StartupException(ExitCodes.KernelUnsupported,
                 $"no attach mode works for hook {hook.Name} on kernel {kernel.Release}: {string.Join("; ", rejected)}"));
         }

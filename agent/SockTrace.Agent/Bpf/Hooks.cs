@@ -3,8 +3,9 @@ namespace SockTrace.Agent.Bpf;
 /// <summary>One BPF program of a hook. <see cref="KernelFunction"/> is the function a kprobe or
 /// fentry program needs; <see cref="Tracepoint"/> the tracefs event a tracepoint program needs.
 /// <see cref="BlockingReturn"/> marks a kretprobe on a function that sleeps (accept), which
-/// needs a large maxactive (see <see cref="KprobeEvents"/>).</summary>
-public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false);
+/// needs a large maxactive (see <see cref="KprobeEvents"/>). An <see cref="Optional"/> program
+/// is attached where its function exists: its mode needs at least one program, not all.</summary>
+public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false);
 
 /// <summary>A logical hook: the same record computed by different programs in each attach mode.
 /// An optional hook that no mode supports is left out instead of stopping the agent.</summary>
@@ -69,12 +70,23 @@ public static class Hooks
         [AttachMode.Kprobe] = [new("st_kp_fd_install", "fd_install")],
     }, Required: false);
 
-    /// <summary>close_fd() exists until 6.10 (bpf/fdrace.bpf.c): on later kernels this hook
-    /// falls back to the syscall tracepoints in every mode.</summary>
+    /// <summary>close() ends in close_fd() until 6.10 and in file_close_fd() from 6.11, where
+    /// close_fd() stays for other callers (bpf/fdrace.bpf.c): each function's programs attach
+    /// where it exists.</summary>
     public static readonly Hook Close = new("close", new Dictionary<AttachMode, HookProgram[]>
     {
-        [AttachMode.Fentry] = [new("st_fx_close_fd", "close_fd")],
-        [AttachMode.Kprobe] = [new("st_kp_close_fd", "close_fd"), new("st_krp_close_fd", "close_fd")],
+        [AttachMode.Fentry] =
+        [
+            new("st_fx_close_fd", "close_fd", Optional: true),
+            new("st_fx_file_close_fd", "file_close_fd", Optional: true),
+        ],
+        [AttachMode.Kprobe] =
+        [
+            new("st_kp_close_fd", "close_fd", Optional: true),
+            new("st_krp_close_fd", "close_fd", Optional: true),
+            new("st_kp_file_close_fd", "file_close_fd", Optional: true),
+            new("st_krp_file_close_fd", "file_close_fd", Optional: true),
+        ],
         [AttachMode.Tracepoint] =
         [
             new("st_tp_enter_close", Tracepoint: "syscalls/sys_enter_close"),

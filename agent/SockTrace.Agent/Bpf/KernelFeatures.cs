@@ -50,10 +50,18 @@ public sealed class KernelFeatures
         }
     }
 
+    /// <summary>The programs of <paramref name="hook"/> in <paramref name="mode"/> that this
+    /// kernel can take: all but the optional ones whose function it does not have.</summary>
+    public HookProgram[] ProgramsFor(Hook hook, AttachMode mode) =>
+        hook.Programs.TryGetValue(mode, out var programs)
+            ? [.. programs.Where(p => !p.Optional || _kernelFunctions.Contains(p.KernelFunction!))]
+            : [];
+
     private Support Measure(Hook hook, AttachMode mode)
     {
-        if (!hook.Programs.TryGetValue(mode, out var programs))
+        if (!hook.Programs.ContainsKey(mode))
             return new(false, $"hook {hook.Name} has no {mode.Name()} programs");
+        var programs = ProgramsFor(hook, mode);
         if (mode == AttachMode.Tracepoint)
         {
             var missing = programs.Select(p => p.Tracepoint!).Where(tp => !Directory.Exists(Path.Combine(Tracefs, "events", tp))).ToList();
@@ -62,6 +70,8 @@ public sealed class KernelFeatures
                 : new(false, $"no tracepoint {string.Join(", ", missing)} in {Tracefs}/events");
         }
         var absent = programs.Select(p => p.KernelFunction!).Distinct().Where(f => !_kernelFunctions.Contains(f)).ToList();
+        if (programs.Length == 0)
+            absent = [.. hook.Programs[mode].Select(p => p.KernelFunction!).Distinct()];
         if (absent.Count > 0)
             return new(false, $"kernel function {string.Join(", ", absent)} not found in /proc/kallsyms (inlined or renamed in {Release})");
         if (mode == AttachMode.Kprobe)
