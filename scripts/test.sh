@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Sets up, builds and runs every test: unit and kernel tests on this machine's kernel,
-# then the same kernel tests on a second kernel under qemu (tests/vm). Run as root.
+# then the same kernel tests on Debian's 6.1 and 6.12 under qemu (tests/vm). Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/build.sh
@@ -18,7 +18,9 @@ run() {
 
 # Category=Nic needs a real NIC driver: it runs in the guest, below.
 run host dotnet test SockTrace.sln -c Release --no-build -nologo --filter 'Category!=Nic'
-run guest tests/vm/matrix.sh
+# 6.1: close() ends in close_fd(); 6.12: in file_close_fd() (bpf/fdrace.bpf.c).
+run guest-6.1 env SOCKTRACE_VM_KERNEL=6.1 tests/vm/matrix.sh
+run guest-6.12 env SOCKTRACE_VM_KERNEL=6.12 tests/vm/matrix.sh
 
 passed=0 failed=0
 for log in "$results"/*.log; do

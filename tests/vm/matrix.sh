@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The kernel tests on a second kernel, in the attach modes this machine's kernel lacks:
-# one boot of Debian's 6.1 under qemu (run-in-vm.sh), the kernel tests once with
+# The kernel tests on another kernel, in the attach modes this machine's kernel lacks:
+# one boot of a Debian kernel under qemu (run-in-vm.sh; SOCKTRACE_VM_KERNEL picks 6.1,
+# the default, or 6.12), the kernel tests once with
 # --attach-mode kprobe and once with fentry, plus the NIC test (kprobe mode), whose
 # bytes this script sends from the host into the guest's e1000 NIC. Category=Kernel
 # holds the in-process kernel tests; the agent-process ones (Category=Agent) start a

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs one command inside a Debian 6.1 kernel under qemu, with this machine's
+# Runs one command inside a Debian kernel (6.1, or 6.12 with SOCKTRACE_VM_KERNEL=6.12)
+# under qemu, with this machine's
 # root file system as the guest's (read-only, plus a throwaway tmpfs overlay),
 # in the same working directory. Exits with the command's exit code.
 # See README.md beside this file.
@@ -51,9 +52,18 @@ ensure_packages() {
         || die "could not install ${missing[*]} with apt-get"
 }
 
+# Debian's package names per kernel series: bookworm's 6.1, and the 6.12 that
+# bookworm also ships (trixie's kernel), where close() reaches the fd table by another path.
+# The plain -amd64 flavour: -rt and -cloud lack drivers or behave differently.
+series=${SOCKTRACE_VM_KERNEL:-6.1}
+case $series in
+    6.1) pkg_regex='^linux-image-6\.1\.0-[0-9]+-amd64$'; pkg_glob='linux-image-6.1.0-*-amd64' ;;
+    6.12) pkg_regex='^linux-image-6\.12\.[0-9]+\+deb12-amd64$'; pkg_glob='linux-image-6.12.*+deb12-amd64' ;;
+    *) die "SOCKTRACE_VM_KERNEL must be 6.1 or 6.12, not '$series'" ;;
+esac
+
 newest_kernel_pkg() {
-    # The plain -amd64 flavour: -rt and -cloud lack drivers or behave differently.
-    apt-cache search --names-only '^linux-image-6\.1\.0-[0-9]+-amd64$' | awk '{print $1}' | sort -V | tail -n 1
+    apt-cache search --names-only "$pkg_regex" | awk '{print $1}' | sort -V | tail -n 1
 }
 
 # Prints the directory holding the unpacked kernel package.
@@ -63,8 +73,8 @@ kernel_dir() {
         pkg=$(newest_kernel_pkg)
         [ -n "$pkg" ] || { apt-get update -qq >&2 && pkg=$(newest_kernel_pkg); } || true
         # Offline with stale package lists: use the newest kernel already cached.
-        [ -n "$pkg" ] || pkg=$(find "$cache" -mindepth 1 -maxdepth 1 -name 'linux-image-6.1.0-*-amd64' -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
-        [ -n "$pkg" ] || die "no linux-image-6.1.0-*-amd64 package known to apt and none cached in $cache"
+        [ -n "$pkg" ] || pkg=$(find "$cache" -mindepth 1 -maxdepth 1 -name "$pkg_glob" -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
+        [ -n "$pkg" ] || die "no $pkg_glob package known to apt and none cached in $cache"
     fi
     if [ ! -d "$cache/$pkg" ]; then
         say "downloading $pkg into $cache"
