@@ -26,7 +26,6 @@ public sealed class AcceptMetrics : IAcceptHandler
     private const string ErrorsHelp = "Failed accept()/accept4() calls, by listening port, accepting process and errno.";
     private const string DurationHelp = "Time from accept()/accept4() entry to return.";
     private const string QueueWaitHelp = "Time an established connection waited in the listen queue before accept returned it.";
-    private static readonly PodContainer NoPod = new("", "", "", "");
 
     private readonly SeriesLimit _limit;
     private readonly PodAttribution? _attribution;
@@ -63,7 +62,7 @@ public sealed class AcceptMetrics : IAcceptHandler
         bool queued = accepted && r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs;
         double duration = (r.ExitNs - r.EnterNs) / NsPerSecond;
         double queueWait = queued ? (r.ExitNs - r.EstablishedNs) / NsPerSecond : 0;
-        var pod = _attribution is null ? null : _attribution.Resolve(r.CgroupId) ?? NoPod;
+        var pod = _attribution is null ? null : _attribution.Resolve(r.CgroupId) ?? PodLabels.None;
         AcceptSeries.Entry entry;
         lock (_lock)
         {

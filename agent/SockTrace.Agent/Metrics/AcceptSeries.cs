@@ -88,7 +88,7 @@ internal sealed class AcceptSeries(int maxPerMetric, ulong idleNs, Func<ulong> n
     {
         entry.Pods ??= [];
         if (!entry.Pods.TryGetValue(pod, out var count))
-            entry.Pods[pod] = count = new PodCount(Sorted([.. entry.Tags, new("namespace", pod.Namespace), new("pod", pod.Pod), new("container", pod.Container)]), pod.PodUid);
+            entry.Pods[pod] = count = new PodCount(Sorted(PodLabels.Append(entry.Tags, pod)), pod.PodUid);
         count.Count++;
     }
 

@@ -12,8 +12,6 @@ internal sealed class ExpositionWriter(StringBuilder output, bool openMetrics)
 {
     private static readonly string ScopeLabel = $"otel_scope_name=\"{SockTraceMeter.Name}\"";
 
-    public bool OpenMetrics => openMetrics;
-
     /// <param name="name">The family's sample name: ends in _total for a counter, in the unit for a histogram.</param>
     public void Family(string name, string type, string help, string? unit = null)
     {
@@ -24,15 +22,15 @@ internal sealed class ExpositionWriter(StringBuilder output, bool openMetrics)
         output.Append("# HELP ").Append(family).Append(' ').Append(help).Append('\n');
     }
 
-    public void Sample(string name, KeyValuePair<string, object?>[] labels, long value, string? le = null, KeyValuePair<string, object?>[]? more = null)
+    public void Sample(string name, KeyValuePair<string, object?>[] labels, long value, string? le = null)
     {
-        Labels(name, labels, le, more);
+        Labels(name, labels, le);
         output.Append(value.ToString(CultureInfo.InvariantCulture)).Append('\n');
     }
 
     public void Sample(string name, KeyValuePair<string, object?>[] labels, double value)
     {
-        Labels(name, labels, null, null);
+        Labels(name, labels, null);
         output.Append(Number(value)).Append('\n');
     }
 
@@ -40,14 +38,11 @@ internal sealed class ExpositionWriter(StringBuilder output, bool openMetrics)
     public static string Number(double value) =>
         double.IsPositiveInfinity(value) ? "+Inf" : value.ToString("R", CultureInfo.InvariantCulture).Replace('E', 'e');
 
-    private void Labels(string name, KeyValuePair<string, object?>[] labels, string? le, KeyValuePair<string, object?>[]? more)
+    private void Labels(string name, KeyValuePair<string, object?>[] labels, string? le)
     {
         output.Append(name).Append('{').Append(ScopeLabel);
         foreach (var label in labels)
             Label(label.Key, (string?)label.Value ?? "");
-        if (more is not null)
-            foreach (var label in more)
-                Label(label.Key, (string?)label.Value ?? "");
         if (le is not null)
             Label("le", le);
         output.Append("} ");

@@ -14,8 +14,6 @@ namespace SockTrace.Agent.Metrics;
 /// </summary>
 internal sealed class PodCounter
 {
-    private static readonly PodContainer NoPod = new("", "", "", "");
-
     private readonly Counter<long>? _counter;
     private readonly PodAttribution? _attribution;
     private readonly Lock _lock = new();
@@ -49,11 +47,11 @@ internal sealed class PodCounter
             _counter.Add(1, tags);
             return;
         }
-        var pod = _attribution!.Resolve(cgroupId) ?? NoPod;
+        var pod = _attribution!.Resolve(cgroupId) ?? PodLabels.None;
         lock (_lock)
         {
             if (!_series.TryGetValue((tags, pod), out var series))
-                _series[(tags, pod)] = series = new Series([.. tags, new("namespace", pod.Namespace), new("pod", pod.Pod), new("container", pod.Container)]);
+                _series[(tags, pod)] = series = new Series(PodLabels.Append(tags, pod));
             series.Count++;
         }
     }

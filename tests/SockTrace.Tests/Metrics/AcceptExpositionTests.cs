@@ -1,5 +1,4 @@
 using System.Diagnostics.Metrics;
-using System.Text;
 using Microsoft.Extensions.DependencyInjection;
 using SockTrace.Agent.Metrics;
 using SockTrace.Tests.Support;
@@ -23,13 +22,6 @@ public sealed class AcceptExpositionTests : IDisposable
         return new AcceptMetrics(meters, new SeriesLimit(meters, maxSeries), idle: idle, nowNs: () => _now);
     }
 
-    private static string Text(AcceptMetrics metrics, bool openMetrics)
-    {
-        var text = new StringBuilder();
-        metrics.WriteTo(new ExpositionWriter(text, openMetrics));
-        return text.ToString();
-    }
-
     [Fact]
     public void TextFormatIsExactWithCumulativeBucketsAndEscapedLabels()
     {
@@ -38,7 +30,7 @@ public sealed class AcceptExpositionTests : IDisposable
         metrics.OnAccept(Record(ret: 7, comm: "we\"b\\1", enter: 1_000_000, exit: 1_003_000, established: 983_000));
         metrics.OnAccept(Record(ret: -11, comm: "we\"b\\1", enter: 10_000, exit: 50_000));
 
-        string[] lines = Text(metrics, openMetrics: false).Split('\n');
+        string[] lines = Exposition.Text(metrics, openMetrics: false).Split('\n');
 
         Assert.Equal("# TYPE socktrace_accepts_total counter", lines[0]);
         Assert.Equal("socktrace_accepts_total{otel_scope_name=\"SockTrace\",comm=\"we\\\"b\\\\1\",peer=\"loopback\",port=\"8080\"} 1", lines[2]);
@@ -59,7 +51,7 @@ public sealed class AcceptExpositionTests : IDisposable
         var metrics = Metrics(TimeSpan.Zero);
         metrics.OnAccept(Record(ret: 7, established: 1_000));
 
-        string text = Text(metrics, openMetrics: true);
+        string text = Exposition.Text(metrics, openMetrics: true);
 
         Assert.StartsWith("# TYPE socktrace_accepts counter\n# HELP socktrace_accepts Successful", text);
         Assert.Contains("\nsocktrace_accepts_total{otel_scope_name=\"SockTrace\",comm=\"nginx\",peer=\"loopback\",port=\"8080\"} 1\n", text);

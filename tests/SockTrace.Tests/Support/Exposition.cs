@@ -3,13 +3,15 @@ using SockTrace.Agent.Metrics;
 
 namespace SockTrace.Tests.Support;
 
-/// <summary>What <see cref="AcceptMetrics"/> writes into /metrics, parsed.</summary>
+/// <summary>What <see cref="AcceptMetrics"/> writes into /metrics.</summary>
 internal static class Exposition
 {
-    public static List<Sample> Of(AcceptMetrics metrics, bool openMetrics = false)
+    public static string Text(AcceptMetrics metrics, bool openMetrics = false)
     {
         var text = new StringBuilder();
         metrics.WriteTo(new ExpositionWriter(text, openMetrics));
-        return PrometheusText.Parse(text.ToString());
+        return text.ToString();
     }
+
+    public static List<Sample> Of(AcceptMetrics metrics) => PrometheusText.Parse(Text(metrics));
 }

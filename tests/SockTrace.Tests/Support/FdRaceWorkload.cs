@@ -43,14 +43,7 @@ internal static class FdRaceWorkload
         string comm = $"fdrace-{args[0].Split('-')[0]}{Interlocked.Increment(ref s_runs)}";
         string binary = Path.Combine(Path.GetDirectoryName(Binary.Value)!, comm);
         File.Copy(Binary.Value, binary, overwrite: true);
-        var psi = new ProcessStartInfo(binary) { RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (string a in args)
-            psi.ArgumentList.Add(a);
-        using var p = Process.Start(psi)!;
-        string output = p.StandardOutput.ReadToEnd();
-        string error = p.StandardError.ReadToEnd();
-        p.WaitForExit();
-        Assert.True(p.ExitCode == 0, $"fdrace {string.Join(' ', args)} failed: {error}");
+        string output = Command.Output(binary, args);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).ToList();
         int Value(string key) => int.Parse(lines.Single(l => l[0] == key)[1], System.Globalization.CultureInfo.InvariantCulture);
         var races = lines.Where(l => l[0] == "race").Select(l => (int.Parse(l[1], System.Globalization.CultureInfo.InvariantCulture), int.Parse(l[2], System.Globalization.CultureInfo.InvariantCulture))).ToList();
