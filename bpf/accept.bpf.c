@@ -151,12 +151,13 @@ static __always_inline void accept_exit(long ret)
 	struct accept_call *call = bpf_map_lookup_elem(&st_accept_calls, &id);
 	__u64 now = bpf_ktime_get_ns();
 	struct st_accept_record *rec;
+	__u64 closed_ns = 0;
 	struct sock *sk;
 
 	if (!call)
 		return;
 	if (ret >= 0)
-		st_check_reuse_after_close(ret, now);
+		closed_ns = st_fd_closed_by_other(ret);
 	rec = st_reserve(sizeof(*rec));
 	if (!rec)
 		goto out;
@@ -170,6 +171,7 @@ static __always_inline void accept_exit(long ret)
 	rec->enter_ns = call->enter_ns;
 	rec->exit_ns = now;
 	rec->cgroup_id = bpf_get_current_cgroup_id();
+	rec->fd_closed_ns = closed_ns;
 	st_process_comm(rec->comm);
 	if (ret >= 0) {
 		/* Without an inet_csk_accept hook (tracepoint mode) the fd table says which

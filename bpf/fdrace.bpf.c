@@ -5,8 +5,12 @@
  * reserved but empty, and dup2()/dup3() onto it fails with EBUSY (do_dup2(),
  * fs/file.c: "fget() and fd_install() race ... We need to detect this and fail").
  * An fd_install() onto a slot that already holds a file is the case fd_install()'s
- * comment calls "really bad things". reuse_after_close is detected on the accept
- * path (fdrace.bpf.h) from the closes recorded here.
+ * comment calls "really bad things"; the kernel BUG()s on it (VFS_BUG_ON from 6.15, only
+ * with CONFIG_DEBUG_VFS), so it is an invariant check that stays 0 on a correct kernel.
+ * A close() that fails with EBADF shortly after another thread of the same process
+ * closed the same number is a double close: two owners of one descriptor, and the next
+ * time the second close lands on whatever the number names by then. The accept path
+ * (fdrace.bpf.h) reads the closes recorded here for the fd reuse gap.
  */
 #include "common.bpf.h"
 #include "fdrace.bpf.h"
@@ -20,14 +24,6 @@ struct {
 	__type(key, __u64);
 	__type(value, __s64);
 } st_dup_calls SEC(".maps");
-
-/* close() fd, by thread, between entry and return. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, __u64);
-	__type(value, __s64);
-} st_close_calls SEC(".maps");
 
 static __always_inline void remember_arg(void *map, long value)
 {
@@ -62,14 +58,31 @@ static __always_inline void install(long fd)
 		st_emit_race(ST_RACE_INSTALL_OVERWRITE, fd, bpf_ktime_get_ns(), 0, 0);
 }
 
-static __always_inline void closed(long fd, long ret)
+/*
+ * close(fd), judged on entry: the slot holds a file, so this close takes it out of the
+ * table (close() frees the number even when the flush after it fails), or it holds none,
+ * so close() fails with EBADF (file_close_fd_locked(), fs/file.c), also for a slot that
+ * a pending accept reserved. Judging on entry needs no entry-to-return map, the costly
+ * part of tracing every close() of every process.
+ */
+static __always_inline void close_enter(long fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct st_fd_key key = { .tgid = id >> 32, .fd = fd };
-	struct st_close value = { .ns = bpf_ktime_get_ns(), .tid = (__u32)id };
+	__u64 now = bpf_ktime_get_ns();
+	struct st_close *last;
 
-	if (ret == 0 && fd >= 0)
+	if (st_file_at(st_fdtable(), fd)) {
+		struct st_close value = { .ns = now, .tid = (__u32)id };
+
 		bpf_map_update_elem(&st_closes, &key, &value, BPF_ANY);
+		return;
+	}
+	/* A single thread closing numbers it never opened (a daemon after fork) finds no
+	 * close of another thread here. */
+	last = bpf_map_lookup_elem(&st_closes, &key);
+	if (last && last->ns && last->tid != (__u32)id && now - last->ns <= st_cfg.double_close_window_ns)
+		st_emit_race(ST_RACE_DOUBLE_CLOSE, fd, now, now - last->ns, last->tid);
 }
 
 /* ---- hook "dup": do_dup2() is where both dup2() and dup3() end (fs/file.c) ---- */
@@ -139,70 +152,45 @@ int BPF_KPROBE(st_kp_fd_install, unsigned int fd)
 	return 0;
 }
 
-/* ---- hook "close": the closes reuse_after_close is judged against ----
+/* ---- hook "close" ----
  * close() ends in close_fd() (fs/open.c, fs/file.c) until 6.10. From 6.11 it calls
- * file_close_fd(), which takes the file out of the table and returns it (NULL: no such
- * fd), and close_fd() stays for other kernel callers, on top of file_close_fd(). Both
- * are hooked where they exist, so every kernel with kprobes or fentry sees every close
- * without a syscall tracepoint and its cost on every syscall; a close seen by both
- * writes the same entry twice. The fd is free again once it is out of the table, so
- * that, not the flush after it, is the close that matters here. */
+ * file_close_fd(), and close_fd() stays for other kernel callers; both take the fd out
+ * of the table through file_close_fd_locked() and neither calls the other. Both are
+ * hooked where they exist, so every kernel with kprobes or fentry sees every close
+ * without a syscall tracepoint and its cost on every syscall. Entry alone: close_enter()
+ * needs no return value. */
 
-SEC("fexit/close_fd")
-int BPF_PROG(st_fx_close_fd, unsigned int fd, int ret)
+SEC("fentry/close_fd")
+int BPF_PROG(st_fe_close_fd, unsigned int fd)
 {
-	closed(fd, ret);
+	close_enter(fd);
 	return 0;
 }
 
-SEC("fexit/file_close_fd")
-int BPF_PROG(st_fx_file_close_fd, unsigned int fd, struct file *ret)
+SEC("fentry/file_close_fd")
+int BPF_PROG(st_fe_file_close_fd, unsigned int fd)
 {
-	closed(fd, ret ? 0 : -1);
+	close_enter(fd);
 	return 0;
 }
 
 SEC("kprobe/close_fd")
 int BPF_KPROBE(st_kp_close_fd, unsigned int fd)
 {
-	remember_arg(&st_close_calls, fd);
+	close_enter(fd);
 	return 0;
 }
 
-SEC("kretprobe/close_fd")
-int BPF_KRETPROBE(st_krp_close_fd, int ret)
-{
-	closed(recall_arg(&st_close_calls), ret);
-	return 0;
-}
-
-/* Nested in close_fd() from 6.11: its entry overwrites the same fd under the same
- * thread, its return records the close and forgets it, and close_fd()'s return then
- * finds nothing (fd -1, ignored). */
 SEC("kprobe/file_close_fd")
 int BPF_KPROBE(st_kp_file_close_fd, unsigned int fd)
 {
-	remember_arg(&st_close_calls, fd);
-	return 0;
-}
-
-SEC("kretprobe/file_close_fd")
-int BPF_KRETPROBE(st_krp_file_close_fd, struct file *ret)
-{
-	closed(recall_arg(&st_close_calls), ret ? 0 : -1);
+	close_enter(fd);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_enter_close")
 int st_tp_enter_close(struct trace_event_raw_sys_enter *ctx)
 {
-	remember_arg(&st_close_calls, ctx->args[0]);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_exit_close")
-int st_tp_exit_close(struct trace_event_raw_sys_exit *ctx)
-{
-	closed(recall_arg(&st_close_calls), ctx->ret);
+	close_enter(ctx->args[0]);
 	return 0;
 }

@@ -16,8 +16,9 @@ struct st_close {
 	__u32 _pad;
 };
 
-/* The last successful close of each (process, fd). LRU: closes vastly outnumber the
- * accepts that look them up, and only a recent one matters. */
+/* The last successful close of each (process, fd), and which thread made it; ns 0 once an
+ * accept consumed it. LRU: closes vastly outnumber the accepts and failed closes that look
+ * them up, and only a recent one matters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -48,26 +49,26 @@ static __always_inline void st_emit_race(__u32 kind, long fd, __u64 now, __u64 g
 }
 
 /*
- * accept returned fd: was it closed by another thread of this process just before?
- * The kernel hands out the lowest free fd (alloc_fd(), fs/file.c), so a number one
- * thread just closed is the next another thread's accept gets, and a stale copy of
- * that number now names the new connection.
+ * accept returned fd: when did another thread of this process last close that number?
+ * The kernel hands out the lowest free fd (alloc_fd(), fs/file.c), so on a thread-pool
+ * server a worker's close is routinely followed by the acceptor's next accept getting the
+ * same number: no race, but the window in which a stale copy of the number in the worker
+ * would name the new connection. The close is consumed whoever made it, by a store through
+ * the lookup (no map update on the accept path): a later accept of the same number needs a
+ * later close.
  */
-static __always_inline void st_check_reuse_after_close(long fd, __u64 now)
+static __always_inline __u64 st_fd_closed_by_other(long fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct st_fd_key key = { .tgid = id >> 32, .fd = fd };
 	struct st_close *closed = bpf_map_lookup_elem(&st_closes, &key);
-	__u32 closer;
-	__u64 gap;
+	__u64 ns;
 
-	if (!closed)
-		return;
-	closer = closed->tid;
-	gap = now - closed->ns;
-	bpf_map_delete_elem(&st_closes, &key);
-	if (closer != (__u32)id && gap <= st_cfg.reuse_window_ns)
-		st_emit_race(ST_RACE_REUSE_AFTER_CLOSE, fd, now, gap, closer);
+	if (!closed || !closed->ns)
+		return 0;
+	ns = closed->tid != (__u32)id ? closed->ns : 0;
+	closed->ns = 0;
+	return ns;
 }
 
 #endif

@@ -18,7 +18,7 @@
 /* st_fd_race_record.kind */
 #define ST_RACE_DUP2_BUSY 1          /* dup2/dup3 onto a reserved, not yet installed fd: EBUSY */
 #define ST_RACE_INSTALL_OVERWRITE 2  /* fd_install() onto a slot that already holds a file */
-#define ST_RACE_REUSE_AFTER_CLOSE 3  /* fd closed by one thread, returned by accept to another */
+#define ST_RACE_DOUBLE_CLOSE 3       /* close() of an fd another thread of the process just closed: EBADF */
 
 /* Slots of the per-CPU counter array st_counters. */
 #define ST_COUNTER_RINGBUF_DROPS 0  /* bpf_ringbuf_reserve failed: record lost */
@@ -49,6 +49,8 @@ struct st_accept_record {
 	__u16 peer_local;     /* 1: the connecting socket is on this host (any network namespace) */
 	__u32 _pad1;
 	char comm[ST_COMM_LEN];
+	__u64 fd_closed_ns;   /* when another thread of the process last closed the fd number
+			       * accept returned (CLOCK_MONOTONIC); 0 when none did */
 };
 
 /* An fd race, reported when it happens. */
@@ -60,8 +62,8 @@ struct st_fd_race_record {
 	__u32 kind;           /* ST_RACE_* */
 	__u64 ts_ns;          /* CLOCK_MONOTONIC */
 	__u64 cgroup_id;
-	__u64 gap_ns;         /* reuse_after_close: from the close to accept's return */
-	__u32 other_tid;      /* reuse_after_close: the thread that closed the fd */
+	__u64 gap_ns;         /* double_close: time since the other thread's close */
+	__u32 other_tid;      /* double_close: the thread that closed the fd first */
 	__u32 _pad0;
 	char comm[ST_COMM_LEN];
 };
@@ -105,7 +107,7 @@ struct st_rx_value {
 /* Set between open and load through the object's .rodata (the only global there). */
 struct st_config {
 	__u64 wakeup_bytes;     /* wake the reader only once this much data is pending */
-	__u64 reuse_window_ns;  /* an accept this soon after another thread's close is a race */
+	__u64 double_close_window_ns; /* an EBADF close this soon after another thread's close is a race */
 };
 
 #endif /* SOCKTRACE_H */

@@ -7,7 +7,7 @@ public sealed record Interleaving(string Order, Scenario Scenario, ModelRun Run)
     public bool Ebusy => Run.Outcomes.Any(o => o.Ret == -Errno.EBUSY);
 
     /// <summary>accept returned an fd another thread had just closed.</summary>
-    public bool Reuse => Run.Records.Any(r => r.Length == RecordWriter.FdRaceSize && r[20] == RecordWriter.RaceReuseAfterClose);
+    public bool Reuse => Run.Records.Any(r => r.Length == RecordWriter.AcceptSize && System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(r.AsSpan(96)) != 0);
 
     public override string ToString() => $"{Order}: {(Ebusy ? "EBUSY " : "")}{(Reuse ? "reuse " : "")}".TrimEnd(' ', ':');
 }

@@ -16,8 +16,8 @@ public sealed record ModelOptions
     public byte[] NicAddress { get; init; } = [192, 0, 2, 2];
     /// <summary>Listening ports are assigned from here, in listen order, unless a step names one.</summary>
     public ushort BasePort { get; init; } = 18080;
-    /// <summary>The agent's --fd-reuse-window-us: an accept this soon after another thread's close is a race.</summary>
-    public TimeSpan ReuseWindow { get; init; } = TimeSpan.FromMilliseconds(1);
+    /// <summary>The agent's --double-close-window-ms: an EBADF close this soon after another thread's close is a race.</summary>
+    public TimeSpan DoubleCloseWindow { get; init; } = TimeSpan.FromSeconds(1);
     /// <summary>
     /// Replay: the CLOCK_MONOTONIC time at which each step (by index) started when the scenario
     /// ran somewhere real. The clock jumps there before the step, and waits add nothing, so the

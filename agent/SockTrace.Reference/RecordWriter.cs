@@ -12,14 +12,14 @@ public static class RecordWriter
 {
     public const uint AcceptType = 1;   // ST_RECORD_ACCEPT
     public const uint FdRaceType = 2;   // ST_RECORD_FD_RACE
-    public const int AcceptSize = 96;   // sizeof(struct st_accept_record)
+    public const int AcceptSize = 104;  // sizeof(struct st_accept_record)
     public const int FdRaceSize = 72;   // sizeof(struct st_fd_race_record)
     public const uint RaceDup2Busy = 1;        // ST_RACE_DUP2_BUSY
-    public const uint RaceReuseAfterClose = 3; // ST_RACE_REUSE_AFTER_CLOSE
+    public const uint RaceDoubleClose = 3;     // ST_RACE_DOUBLE_CLOSE
 
     public readonly record struct Accept(
         uint Pid, uint Tid, int Ret, ushort ListenPort, ushort Family,
-        ulong EnterNs, ulong ExitNs, ulong EstablishedNs, byte[] PeerAddr, ushort PeerPort, bool PeerLocal, string Comm);
+        ulong EnterNs, ulong ExitNs, ulong EstablishedNs, byte[] PeerAddr, ushort PeerPort, bool PeerLocal, string Comm, ulong FdClosedNs = 0);
 
     public readonly record struct FdRace(uint Pid, uint Tid, int Fd, uint Kind, ulong TimestampNs, ulong GapNs, uint OtherTid, string Comm);
 
@@ -40,6 +40,7 @@ public static class RecordWriter
         BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(72), a.PeerPort);
         BinaryPrimitives.WriteUInt16LittleEndian(b.AsSpan(74), a.PeerLocal ? (ushort)1 : (ushort)0);
         Comm(b.AsSpan(80), a.Comm);
+        BinaryPrimitives.WriteUInt64LittleEndian(b.AsSpan(96), a.FdClosedNs);
         return b;
     }
 

@@ -14,7 +14,8 @@ internal sealed class SocketModel
 
     private readonly ModelOptions _options;
     private readonly Action<byte[]> _emit;
-    /// <summary>st_closes in fdrace.bpf.h: the last successful close() of each fd, and by whom.</summary>
+    /// <summary>st_closes in fdrace.bpf.h: the last successful close() of each fd, and by whom;
+    /// Ns 0 once an accept consumed it.</summary>
     private readonly Dictionary<int, (ulong Ns, uint Tid)> _closes = [];
     private ushort _nextPeerPort = 40000;
 
@@ -107,14 +108,23 @@ internal sealed class SocketModel
         return Complete(thread, fd, listener, enter);
     }
 
+    /// <summary>close(), as close_enter() in fdrace.bpf.c judges it: a slot with a file records
+    /// the close; an empty one (EBADF) is a double_close when another thread closed the same
+    /// fd within the window.</summary>
     public int Close(ModelThread thread, int fd)
     {
+        ulong now = Clock.NowNs;
         int ret = Fds.Close(fd, out var file);
         if (ret == 0)
         {
-            _closes[fd] = (Clock.NowNs, thread.Tid);
+            _closes[fd] = (now, thread.Tid);
             if (file is ListenSocket { Waiters.Count: > 0 } l)
                 throw new ScenarioException($"closing listener '{l.Name}' while a thread sleeps in accept on it is not modelled");
+        }
+        else if (_closes.TryGetValue(fd, out var last) && last.Ns != 0 && last.Tid != thread.Tid
+            && now - last.Ns <= (ulong)(_options.DoubleCloseWindow.Ticks * 100))
+        {
+            EmitRace(thread, fd, RecordWriter.RaceDoubleClose, now - last.Ns, last.Tid);
         }
         return ret;
     }
@@ -154,9 +164,8 @@ internal sealed class SocketModel
         var child = listener.Queue.Dequeue();
         Fds.Install(fd, child);
         ulong now = Clock.NowNs;
-        CheckReuseAfterClose(thread, fd, now);
         _emit(RecordWriter.Write(new RecordWriter.Accept(_options.Pid, thread.Tid, fd, listener.Port, child.Family,
-            enter, now, child.EstablishedNs, child.PeerAddr, child.PeerPort, PeerLocal: true, _options.Comm)));
+            enter, now, child.EstablishedNs, child.PeerAddr, child.PeerPort, PeerLocal: true, _options.Comm, ClosedByOther(thread, fd))));
         return fd;
     }
 
@@ -167,14 +176,14 @@ internal sealed class SocketModel
         return ret;
     }
 
-    /// <summary>st_check_reuse_after_close() (fdrace.bpf.h): the close is consumed whoever made it.</summary>
-    private void CheckReuseAfterClose(ModelThread thread, int fd, ulong now)
+    /// <summary>st_fd_closed_by_other() (fdrace.bpf.h): when another thread last closed the fd
+    /// accept returned, or 0; the close is consumed whoever made it.</summary>
+    private ulong ClosedByOther(ModelThread thread, int fd)
     {
-        if (!_closes.Remove(fd, out var closed))
-            return;
-        ulong gap = now - closed.Ns;
-        if (closed.Tid != thread.Tid && gap <= (ulong)(_options.ReuseWindow.Ticks * 100))
-            EmitRace(thread, fd, RecordWriter.RaceReuseAfterClose, gap, closed.Tid);
+        if (!_closes.TryGetValue(fd, out var closed) || closed.Ns == 0)
+            return 0;
+        _closes[fd] = (0, closed.Tid);
+        return closed.Tid != thread.Tid ? closed.Ns : 0;
     }
 
     private void EmitRace(ModelThread thread, int fd, uint kind, ulong gap, uint otherTid) =>

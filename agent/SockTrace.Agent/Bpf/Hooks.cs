@@ -71,27 +71,21 @@ public static class Hooks
     }, Required: false);
 
     /// <summary>close() ends in close_fd() until 6.10 and in file_close_fd() from 6.11, where
-    /// close_fd() stays for other callers (bpf/fdrace.bpf.c): each function's programs attach
-    /// where it exists.</summary>
+    /// close_fd() stays for other callers (bpf/fdrace.bpf.c): each function's program attaches
+    /// where it exists. Entry only: the slot's content says how the close will end.</summary>
     public static readonly Hook Close = new("close", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] =
         [
-            new("st_fx_close_fd", "close_fd", Optional: true),
-            new("st_fx_file_close_fd", "file_close_fd", Optional: true),
+            new("st_fe_close_fd", "close_fd", Optional: true),
+            new("st_fe_file_close_fd", "file_close_fd", Optional: true),
         ],
         [AttachMode.Kprobe] =
         [
             new("st_kp_close_fd", "close_fd", Optional: true),
-            new("st_krp_close_fd", "close_fd", Optional: true),
             new("st_kp_file_close_fd", "file_close_fd", Optional: true),
-            new("st_krp_file_close_fd", "file_close_fd", Optional: true),
         ],
-        [AttachMode.Tracepoint] =
-        [
-            new("st_tp_enter_close", Tracepoint: "syscalls/sys_enter_close"),
-            new("st_tp_exit_close", Tracepoint: "syscalls/sys_exit_close"),
-        ],
+        [AttachMode.Tracepoint] = [new("st_tp_enter_close", Tracepoint: "syscalls/sys_enter_close")],
     });
 
     /// <summary>Every skb handed to the protocol stack (bpf/rx.bpf.c says why these functions).

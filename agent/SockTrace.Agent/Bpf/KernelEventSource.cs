@@ -30,7 +30,7 @@ public sealed partial class KernelEventSource : IEventSource
             _object.SetConfig(new BpfConfig
             {
                 WakeupBytes = options.RingBufferBytes / 4,
-                ReuseWindowNs = (ulong)(options.FdReuseWindow.Ticks * 100),
+                DoubleCloseWindowNs = (ulong)(options.DoubleCloseWindow.Ticks * 100),
             });
             _object.Load();
             bool kprobeEvents = KprobeEvents.Writable(kernel.Tracefs);
@@ -121,4 +121,4 @@ public sealed partial class KernelEventSource : IEventSource
 }
 
 /// <summary>Settings of the kernel source, validated by the host before use.</summary>
-public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval, TimeSpan FdReuseWindow);
+public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval, TimeSpan DoubleCloseWindow);

@@ -18,13 +18,13 @@ public static class RaceKinds
 {
     public const uint Dup2Busy = 1;
     public const uint InstallOverwrite = 2;
-    public const uint ReuseAfterClose = 3;
+    public const uint DoubleClose = 3;
 
     public static string Label(uint kind) => kind switch
     {
         Dup2Busy => "dup2_busy",
         InstallOverwrite => "install_overwrite",
-        ReuseAfterClose => "reuse_after_close",
+        DoubleClose => "double_close",
         _ => "unknown",
     };
 }
@@ -62,6 +62,9 @@ public struct AcceptRecord
     public ushort PeerLocal;
     private uint _pad1;
     public Bytes16 Comm;
+    /// <summary>When another thread of the process last closed the fd accept returned
+    /// (CLOCK_MONOTONIC ns); 0 when none did.</summary>
+    public ulong FdClosedNs;
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -74,7 +77,9 @@ public struct FdRaceRecord
     public uint Kind;
     public ulong TimestampNs;
     public ulong CgroupId;
+    /// <summary>double_close: time since <see cref="OtherTid"/> closed the fd.</summary>
     public ulong GapNs;
+    /// <summary>double_close: the thread that closed the fd first.</summary>
     public uint OtherTid;
     private uint _pad0;
     public Bytes16 Comm;
@@ -84,7 +89,7 @@ public struct FdRaceRecord
 public struct BpfConfig
 {
     public ulong WakeupBytes;
-    public ulong ReuseWindowNs;
+    public ulong DoubleCloseWindowNs;
 }
 
 /// <summary>A fixed 16-byte field (addresses, task comm), usable as a span.</summary>

@@ -6,12 +6,12 @@ using SockTrace.Agent.Bpf;
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>The agent's validated settings.</summary>
-public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval, TimeSpan FdReuseWindow, bool RxMetrics = true)
+public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeSpan PollInterval, TimeSpan DoubleCloseWindow, bool RxMetrics = true)
 {
     public const string DefaultUrls = "http://0.0.0.0:9464";
     public static readonly string[] AttachModes = ["auto", .. Bpf.AttachModes.Preference.Select(m => m.Name())];
 
-    public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval, FdReuseWindow);
+    public KernelSourceOptions KernelSource => new(RingBufferBytes, PollInterval, DoubleCloseWindow);
 
     public const string KernelSourceName = "kernel";
     public const string ReferenceSourceName = "reference";
@@ -76,9 +76,9 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         if (poll is < 1 or > 10_000)
             throw Invalid(AgentSettings.PollIntervalMs, poll.ToString(CultureInfo.InvariantCulture), "must be from 1 to 10000");
 
-        uint reuseWindow = ParseUInt(config, AgentSettings.FdReuseWindowUs, 1000);
-        if (reuseWindow is < 1 or > 10_000_000)
-            throw Invalid(AgentSettings.FdReuseWindowUs, reuseWindow.ToString(CultureInfo.InvariantCulture), "must be from 1 to 10000000");
+        uint doubleCloseWindow = ParseUInt(config, AgentSettings.DoubleCloseWindowMs, 1000);
+        if (doubleCloseWindow is < 1 or > 600_000)
+            throw Invalid(AgentSettings.DoubleCloseWindowMs, doubleCloseWindow.ToString(CultureInfo.InvariantCulture), "must be from 1 to 600000");
 
         string rx = (config[AgentSettings.RxMetrics.ConfigKey] ?? "on").ToLowerInvariant();
         if (rx is not ("on" or "off"))
@@ -92,7 +92,7 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         if (idle > 30 * 86_400)
             throw Invalid(AgentSettings.SeriesIdleSeconds, idle.ToString(CultureInfo.InvariantCulture), "must be from 0 (never) to 2592000 (30 days)");
 
-        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMicroseconds(reuseWindow), rx == "on")
+        return new AgentOptions(mode, ring, TimeSpan.FromMilliseconds(poll), TimeSpan.FromMilliseconds(doubleCloseWindow), rx == "on")
         {
             MaxSeriesPerMetric = (int)maxSeries,
             SeriesIdle = TimeSpan.FromSeconds(idle),

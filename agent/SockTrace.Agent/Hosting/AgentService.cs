@@ -50,7 +50,7 @@ public sealed partial class AgentService(
     /// <summary>The model instead of the kernel: nothing is loaded, so no preflight and no privileges.</summary>
     private Task StartReference(RecordDecoder decoder)
     {
-        var source = new ReferenceEventSource(decoder, options.ScenarioFile!, options.FdReuseWindow);
+        var source = new ReferenceEventSource(decoder, options.ScenarioFile!, options.DoubleCloseWindow);
         agentMetrics.Observe(source, decoder);
         source.Start();
         _source = source;

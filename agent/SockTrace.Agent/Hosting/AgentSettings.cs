@@ -13,8 +13,8 @@ public static class AgentSettings
         "size of the kernel-to-agent ring buffer, a power of two (default 4194304)");
     public static readonly AgentSetting PollIntervalMs = new("--poll-interval-ms", "SOCKTRACE_POLL_INTERVAL_MS", "SockTrace:PollIntervalMs",
         "longest time records wait in the ring before the agent reads them (default 100)");
-    public static readonly AgentSetting FdReuseWindowUs = new("--fd-reuse-window-us", "SOCKTRACE_FD_REUSE_WINDOW_US", "SockTrace:FdReuseWindowUs",
-        "an accept returning an fd another thread closed this recently is a reuse_after_close race (default 1000)");
+    public static readonly AgentSetting DoubleCloseWindowMs = new("--double-close-window-ms", "SOCKTRACE_DOUBLE_CLOSE_WINDOW_MS", "SockTrace:DoubleCloseWindowMs",
+        "a close() failing with EBADF this soon after another thread of the process closed the same fd is a double_close race (default 1000)");
     public static readonly AgentSetting RxMetrics = new("--rx-metrics", "SOCKTRACE_RX_METRICS", "SockTrace:RxMetrics",
         "on | off: count received packets and bytes per device (a hook on every packet); off does not load it (default on)");
     public static readonly AgentSetting MaxSeriesPerMetric = new("--max-series-per-metric", "SOCKTRACE_MAX_SERIES_PER_METRIC", "SockTrace:MaxSeriesPerMetric",
@@ -30,5 +30,5 @@ public static class AgentSettings
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, SeriesIdleSeconds, Attribution, Source, Scenario, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, DoubleCloseWindowMs, RxMetrics, MaxSeriesPerMetric, SeriesIdleSeconds, Attribution, Source, Scenario, ConfigFile];
 }

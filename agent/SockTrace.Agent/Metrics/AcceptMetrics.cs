@@ -5,9 +5,10 @@ using SockTrace.Agent.Events;
 namespace SockTrace.Agent.Metrics;
 
 /// <summary>
-/// Turns accept records into the accept counters and histograms.
+/// Turns accept records into the accept counters and histograms, and the fd reuse gaps
+/// (<see cref="FdReuseGaps"/>) they carry.
 ///
-/// These four families are aggregated here and written into /metrics by
+/// These families are aggregated here and written into /metrics by
 /// <see cref="WriteTo"/>, not by the OpenTelemetry SDK, for two reasons measured or read in
 /// the SDK: a synchronous instrument's series are exported until the process exits (so the
 /// series of a listener that is gone could never be dropped after an idle time), and one
@@ -19,7 +20,7 @@ namespace SockTrace.Agent.Metrics;
 public sealed class AcceptMetrics : IAcceptHandler
 {
     /// <summary>Instruments the SDK must not export: their families are written by <see cref="WriteTo"/>.</summary>
-    public static readonly IReadOnlyList<string> ExportedHere = ["socktrace.accepts", "socktrace.accept.errors", "socktrace.accept.duration", "socktrace.accept.queue_wait"];
+    public static readonly IReadOnlyList<string> ExportedHere = ["socktrace.accepts", "socktrace.accept.errors", "socktrace.accept.duration", "socktrace.accept.queue_wait", "socktrace.fd.reuse_gap"];
 
     private const double NsPerSecond = 1e9;
     private const string AcceptsHelp = "Successful accept()/accept4() calls, by listening port, accepting process and peer.";
@@ -32,10 +33,12 @@ public sealed class AcceptMetrics : IAcceptHandler
     private readonly Func<ulong> _nowNs;
     private readonly Lock _lock = new();
     private readonly AcceptSeries _series;
+    private readonly FdReuseGaps _reuseGaps;
     private readonly Counter<long> _accepts;
     private readonly Counter<long> _errors;
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _queueWait;
+    private readonly Histogram<double> _reuseGap;
 
     /// <param name="attribution">Non-null with --attribution on: the counters gain namespace, pod and container.</param>
     /// <param name="idle">Series with no record for this long are dropped; zero keeps them for good.</param>
@@ -46,12 +49,14 @@ public sealed class AcceptMetrics : IAcceptHandler
         _attribution = attribution;
         _nowNs = nowNs ?? MonotonicClock.NowNs;
         _series = new AcceptSeries(_limit.MaxPerMetric, (ulong)idle.Ticks * 100, _nowNs);
+        _reuseGaps = new FdReuseGaps(_limit.MaxPerMetric, (ulong)idle.Ticks * 100);
         var meter = meterFactory.Create(SockTraceMeter.Name);
         var buckets = new InstrumentAdvice<double> { HistogramBucketBoundaries = SockTraceMeter.LatencyBuckets };
         _accepts = meter.CreateCounter<long>(ExportedHere[0], description: AcceptsHelp);
         _errors = meter.CreateCounter<long>(ExportedHere[1], description: ErrorsHelp);
         _duration = meter.CreateHistogram(ExportedHere[2], "s", DurationHelp, advice: buckets);
         _queueWait = meter.CreateHistogram(ExportedHere[3], "s", QueueWaitHelp, advice: buckets);
+        _reuseGap = meter.CreateHistogram(ExportedHere[4], "s", FdReuseGaps.Help, advice: buckets);
         if (attribution is not null)
             attribution.PodRemoved += RemovePod;
     }
@@ -64,6 +69,7 @@ public sealed class AcceptMetrics : IAcceptHandler
         double queueWait = queued ? (r.ExitNs - r.EstablishedNs) / NsPerSecond : 0;
         var pod = _attribution is null ? null : _attribution.Resolve(r.CgroupId) ?? PodLabels.None;
         AcceptSeries.Entry entry;
+        FdReuseGaps.Series? reuse;
         lock (_lock)
         {
             entry = accepted ? _series.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0)) : _series.Failed(in r, -r.Ret);
@@ -75,9 +81,12 @@ public sealed class AcceptMetrics : IAcceptHandler
             entry.PortComm.Duration.Record(duration);
             if (queued)
                 entry.PortComm.QueueWait.Record(queueWait);
+            reuse = _reuseGaps.Record(in r);
         }
         if (entry.Folded)
             _limit.Folded(accepted ? SeriesLimit.Accepts : SeriesLimit.AcceptErrors);
+        if (reuse is { Folded: true })
+            _limit.Folded(SeriesLimit.FdReuseGap);
         if (entry.PortComm.Folded)
         {
             _limit.Folded(SeriesLimit.AcceptDuration);
@@ -85,18 +94,23 @@ public sealed class AcceptMetrics : IAcceptHandler
                 _limit.Folded(SeriesLimit.AcceptQueueWait);
         }
         RecordInstruments(entry, accepted, queued, duration, queueWait);
+        if (reuse is not null && _reuseGap.Enabled)
+            _reuseGap.Record((r.ExitNs - r.FdClosedNs) / NsPerSecond, reuse.Tags);
     }
 
-    /// <summary>Writes the four families, after dropping the series that idled out.</summary>
+    /// <summary>Writes the families, after dropping the series that idled out.</summary>
     internal void WriteTo(ExpositionWriter writer)
     {
         lock (_lock)
         {
-            _series.Sweep(_nowNs());
+            ulong now = _nowNs();
+            _series.Sweep(now);
+            _reuseGaps.Sweep(now);
             WriteCounts(writer, "socktrace_accepts_total", AcceptsHelp, _series.Accepted());
             WriteCounts(writer, "socktrace_accept_errors_total", ErrorsHelp, _series.Failed());
             WriteHistograms(writer, "socktrace_accept_duration_seconds", DurationHelp, static p => p.Duration);
             WriteHistograms(writer, "socktrace_accept_queue_wait_seconds", QueueWaitHelp, static p => p.QueueWait);
+            _reuseGaps.WriteTo(writer);
         }
     }
 

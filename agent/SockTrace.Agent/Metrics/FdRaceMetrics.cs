@@ -4,23 +4,23 @@ using SockTrace.Agent.Events;
 
 namespace SockTrace.Agent.Metrics;
 
-/// <summary>Counts fd races by kind and process, keeps the recent ones, and logs each.</summary>
-public sealed partial class FdRaceMetrics : IFdRaceHandler
+/// <summary>Counts fd races by kind and process, keeps the recent ones, and logs them (rate-limited).</summary>
+public sealed class FdRaceMetrics : IFdRaceHandler, IDisposable
 {
     private readonly PodCounter _races;
     private readonly Dictionary<(uint Kind, ulong Comm0, ulong Comm1), KeyValuePair<string, object?>[]> _labels = [];
-    private readonly ILogger _logger;
+    private readonly RaceLog _log;
     private readonly SeriesLimit _limit;
     // Past the cap, races of one kind share this set: kind is bounded, comm is not.
     private readonly Dictionary<uint, KeyValuePair<string, object?>[]> _folded = [];
 
-    public FdRaceMetrics(IMeterFactory meterFactory, RecentRaces recent, ILogger<FdRaceMetrics> logger, SeriesLimit? limit = null, Attribution.PodAttribution? attribution = null)
+    public FdRaceMetrics(IMeterFactory meterFactory, RecentRaces recent, ILogger<FdRaceMetrics> logger, SeriesLimit? limit = null, Attribution.PodAttribution? attribution = null, RaceLog? log = null)
     {
         Recent = recent;
-        _logger = logger;
+        _log = log ?? new RaceLog(logger);
         _limit = limit ?? new SeriesLimit(meterFactory);
         _races = new PodCounter(meterFactory.Create(SockTraceMeter.Name), "socktrace.fd_races",
-            "fd races: dup2_busy (dup2/dup3 onto an fd accept reserved: EBUSY), install_overwrite (fd_install onto an occupied slot), reuse_after_close (an fd closed by one thread and returned by accept to another soon after).", attribution);
+            "fd races: dup2_busy (dup2/dup3 onto an fd accept reserved: EBUSY), double_close (close() failing with EBADF just after another thread of the process closed the same fd), install_overwrite (fd_install onto an occupied slot: 0 on a correct kernel).", attribution);
     }
 
     public RecentRaces Recent { get; }
@@ -50,15 +50,14 @@ public sealed partial class FdRaceMetrics : IFdRaceHandler
             _limit.Folded(SeriesLimit.FdRaces);
 
         // Races are rare and each one is worth a record a person can act on.
-        bool reuse = r.Kind == RaceKinds.ReuseAfterClose;
+        bool doubleClose = r.Kind == RaceKinds.DoubleClose;
         // /races names the real process even when the metric folded it into "other".
         string commText = folded ? CommLabel.Text(comm) : (string)tags[1].Value!;
         var race = new FdRace(MonotonicClock.ToUtc(r.TimestampNs), (string)tags[0].Value!, r.Pid, r.Tid, commText, r.Fd,
-            reuse ? r.OtherTid : null, reuse ? r.GapNs / 1e9 : null);
+            doubleClose ? r.OtherTid : null, doubleClose ? r.GapNs / 1e9 : null);
         Recent.Add(race);
-        LogRace(race.Kind, race.Comm, race.Pid, race.Tid, race.Fd, race.ClosedByTid);
+        _log.Report(race);
     }
 
-    [LoggerMessage(EventId = 300, Level = LogLevel.Information, Message = "fd race {Kind}: process {Comm} pid {Pid} tid {Tid} fd {Fd} (closed by tid {ClosedByTid})")]
-    private partial void LogRace(string kind, string comm, uint pid, uint tid, int fd, uint? closedByTid);
+    public void Dispose() => _log.Dispose();
 }

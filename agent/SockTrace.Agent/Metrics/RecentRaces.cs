@@ -2,7 +2,9 @@ using SockTrace.Agent.Events;
 
 namespace SockTrace.Agent.Metrics;
 
-/// <summary>One fd race, with what a user needs to find the culprit.</summary>
+/// <summary>One fd race, with what a user needs to find the culprit. For a double_close,
+/// <see cref="ClosedByTid"/> is the thread that closed the fd first and <see cref="GapSeconds"/>
+/// the time since.</summary>
 public sealed record FdRace(DateTime Time, string Kind, uint Pid, uint Tid, string Comm, int Fd, uint? ClosedByTid, double? GapSeconds);
 
 /// <summary>The most recent fd races, bounded: served at GET /races.</summary>

@@ -19,6 +19,7 @@ public sealed class SeriesLimit
     internal static readonly KeyValuePair<string, object?>[] AcceptDuration = [new("metric", "socktrace_accept_duration_seconds")];
     internal static readonly KeyValuePair<string, object?>[] AcceptQueueWait = [new("metric", "socktrace_accept_queue_wait_seconds")];
     internal static readonly KeyValuePair<string, object?>[] FdRaces = [new("metric", "socktrace_fd_races_total")];
+    internal static readonly KeyValuePair<string, object?>[] FdReuseGap = [new("metric", "socktrace_fd_reuse_gap_seconds")];
 
     private readonly Counter<long> _overflow;
 
@@ -30,7 +31,7 @@ public sealed class SeriesLimit
             description: "Measurements recorded under port=\"other\", comm=\"other\" because their metric already had --max-series-per-metric label sets, by metric.");
         // Every metric's series exists from the start, at 0: an alert or a dashboard then
         // reads "no overflow" rather than "no data".
-        foreach (var metric in new[] { Accepts, AcceptErrors, AcceptDuration, AcceptQueueWait, FdRaces })
+        foreach (var metric in new[] { Accepts, AcceptErrors, AcceptDuration, AcceptQueueWait, FdRaces, FdReuseGap })
             _overflow.Add(0, metric);
     }
 

@@ -16,7 +16,7 @@ public sealed class ReferenceEventSource : IEventSource
     private readonly IRecordSink _sink;
     private readonly ModelRun _run;
 
-    public ReferenceEventSource(IRecordSink sink, string scenarioFile, TimeSpan reuseWindow)
+    public ReferenceEventSource(IRecordSink sink, string scenarioFile, TimeSpan doubleCloseWindow)
     {
         _sink = sink;
         try
@@ -27,7 +27,7 @@ public sealed class ReferenceEventSource : IEventSource
             {
                 Pid = (uint)Environment.ProcessId,
                 StartNs = MonotonicClock.NowNs(),
-                ReuseWindow = reuseWindow,
+                DoubleCloseWindow = doubleCloseWindow,
             });
         }
         catch (ScenarioException ex)

@@ -16,14 +16,14 @@ public sealed class RecordWriterTests
         Assert.Equal(RecordTypes.Accept, RecordWriter.AcceptType);
         Assert.Equal(RecordTypes.FdRace, RecordWriter.FdRaceType);
         Assert.Equal(RaceKinds.Dup2Busy, RecordWriter.RaceDup2Busy);
-        Assert.Equal(RaceKinds.ReuseAfterClose, RecordWriter.RaceReuseAfterClose);
+        Assert.Equal(RaceKinds.DoubleClose, RecordWriter.RaceDoubleClose);
     }
 
     [Fact]
     public void AnAcceptRecordReadsBackFieldByField()
     {
         byte[] peer = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
-        var bytes = RecordWriter.Write(new RecordWriter.Accept(11, 12, -24, 8080, 10, 100, 200, 50, peer, 40001, true, "a-very-long-process-name"));
+        var bytes = RecordWriter.Write(new RecordWriter.Accept(11, 12, -24, 8080, 10, 100, 200, 50, peer, 40001, true, "a-very-long-process-name", 77));
         var r = MemoryMarshal.Read<AcceptRecord>(bytes);
 
         Assert.Equal((RecordTypes.Accept, (uint)bytes.Length), (r.Header.Type, r.Header.Size));
@@ -33,16 +33,17 @@ public sealed class RecordWriterTests
         Assert.Equal(40001, r.PeerPort);
         Assert.Equal(1, BitConverter.ToUInt16(bytes, (int)Marshal.OffsetOf<AcceptRecord>(nameof(AcceptRecord.PeerPort)) + 2)); // peer_local
         Assert.Equal("a-very-long-pro", System.Text.Encoding.UTF8.GetString(((ReadOnlySpan<byte>)r.Comm).TrimEnd((byte)0)));
+        Assert.Equal(77UL, r.FdClosedNs);
     }
 
     [Fact]
     public void AnFdRaceRecordReadsBackFieldByField()
     {
-        var bytes = RecordWriter.Write(new RecordWriter.FdRace(11, 12, 7, RecordWriter.RaceReuseAfterClose, 300, 25, 13, "nginx"));
+        var bytes = RecordWriter.Write(new RecordWriter.FdRace(11, 12, 7, RecordWriter.RaceDoubleClose, 300, 25, 13, "nginx"));
         var r = MemoryMarshal.Read<FdRaceRecord>(bytes);
 
         Assert.Equal((RecordTypes.FdRace, (uint)bytes.Length), (r.Header.Type, r.Header.Size));
-        Assert.Equal((11u, 12u, 7, RaceKinds.ReuseAfterClose), (r.Pid, r.Tid, r.Fd, r.Kind));
+        Assert.Equal((11u, 12u, 7, RaceKinds.DoubleClose), (r.Pid, r.Tid, r.Fd, r.Kind));
         Assert.Equal((300UL, 0UL, 25UL, 13u), (r.TimestampNs, r.CgroupId, r.GapNs, r.OtherTid));
         Assert.Equal("nginx", System.Text.Encoding.UTF8.GetString(((ReadOnlySpan<byte>)r.Comm).TrimEnd((byte)0)));
     }

@@ -98,7 +98,7 @@ public sealed class SocketModelTests
     }
 
     [Fact]
-    public void AnFdClosedByAnotherThreadAndAcceptedAtOnceIsReuseAfterClose()
+    public void AnFdClosedByAnotherThreadAndAcceptedLaterCarriesTheCloseAndIsNoRace()
     {
         var run = Run("""
             {"op": "listen", "name": "l"},
@@ -106,14 +106,54 @@ public sealed class SocketModelTests
             {"op": "accept", "name": "a", "on": "l"},
             {"op": "connect", "to": "l"},
             {"op": "close", "fd": "a", "thread": "closer"},
+            {"op": "wait", "ms": 3},
             {"op": "accept", "on": "l"}
             """);
 
+        Assert.Empty(Races(run));
+        var reused = Accepts(run)[1];
+        Assert.Equal(5, reused.Ret);
+        Assert.Equal(3_000_000UL, reused.ExitNs - reused.FdClosedNs);
+        Assert.Equal(0UL, Accepts(run)[0].FdClosedNs);
+    }
+
+    [Fact]
+    public void ACloseTheSameThreadMadeIsNoReuseGapAndIsConsumedByTheAccept()
+    {
+        var run = Run("""
+            {"op": "listen", "name": "l"},
+            {"op": "connect", "to": "l"},
+            {"op": "accept", "name": "a", "on": "l"},
+            {"op": "connect", "to": "l"},
+            {"op": "close", "fd": "a"},
+            {"op": "accept", "name": "b", "on": "l"},
+            {"op": "close", "fd": "b", "thread": "other"},
+            {"op": "close", "fd": "b"}
+            """);
+
+        Assert.Equal([0UL, 0UL], Accepts(run).Select(a => a.FdClosedNs));
+        // The second close of fd 5 fails with EBADF right after another thread closed it.
         var race = Assert.Single(Races(run));
-        Assert.Equal(RaceKinds.ReuseAfterClose, race.Kind);
-        Assert.Equal(5, race.Fd);
-        Assert.Equal(4242u, race.Tid);      // main, first to appear
-        Assert.Equal(4243u, race.OtherTid); // closer
+        Assert.Equal((RaceKinds.DoubleClose, 5, 4242u, 4243u), (race.Kind, race.Fd, race.Tid, race.OtherTid));
+    }
+
+    [Fact]
+    public void AnEbadfCloseIsADoubleCloseOnlyAfterAnotherThreadsCloseWithinTheWindow()
+    {
+        var run = Run("""
+            {"op": "listen", "name": "l"},
+            {"op": "connect", "name": "c", "to": "l"},
+            {"op": "close", "fd": "c", "thread": "a"},
+            {"op": "close", "fd": "c", "thread": "a", "expect": "EBADF"},
+            {"op": "close", "fd": 9, "thread": "b", "expect": "EBADF"},
+            {"op": "close", "fd": "c", "thread": "b", "expect": "EBADF"},
+            {"op": "wait", "ms": 1001},
+            {"op": "close", "fd": "c", "thread": "c", "expect": "EBADF"}
+            """);
+
+        var race = Assert.Single(Races(run));
+        Assert.Equal((RaceKinds.DoubleClose, 4, 4244u, 4243u), (race.Kind, race.Fd, race.Tid, race.OtherTid));
+        Assert.Equal(0UL, race.GapNs);
     }
 
     [Fact]

@@ -14,7 +14,7 @@ namespace SockTrace.Reference.Tests.Support;
 internal sealed class Aggregation : IDisposable
 {
     private static readonly string[] Counters = ["socktrace.accepts", "socktrace.accept.errors", "socktrace.fd_races"];
-    private static readonly string[] Histograms = ["socktrace.accept.duration", "socktrace.accept.queue_wait"];
+    private static readonly string[] Histograms = ["socktrace.accept.duration", "socktrace.accept.queue_wait", "socktrace.fd.reuse_gap"];
     private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
     private readonly List<MetricCollector<long>> _counters = [];
     private readonly List<MetricCollector<double>> _histograms = [];

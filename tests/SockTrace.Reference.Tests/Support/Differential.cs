@@ -31,7 +31,7 @@ internal static class Differential
     {
         kernel.Require();
         string nic = ScenarioChild.NicAddress();
-        var options = new ModelOptions { Comm = ScenarioChild.Comm, ReuseWindow = KernelObserver.ReuseWindow, NicAddress = IPAddress.Parse(nic).GetAddressBytes() };
+        var options = new ModelOptions { Comm = ScenarioChild.Comm, DoubleCloseWindow = KernelObserver.DoubleCloseWindow, NicAddress = IPAddress.Parse(nic).GetAddressBytes() };
         var script = KernelScript.For(ModelRun.Execute(scenario, options), scenario);
         var run = ScenarioChild.Run(script, nic);
         // The model again, on the kernel run's clock: only times can differ from the first

@@ -11,10 +11,10 @@ namespace SockTrace.Reference.Tests.Support;
 /// </summary>
 public sealed class KernelObserver : IDisposable
 {
-    /// <summary>Both the model and the kernel judge reuse_after_close against this window; wider
-    /// than the agent's default so the scenario runner's own hand-offs fit inside it even on
-    /// a loaded host, and narrower than the 200 ms of reuse-outside-window.json.</summary>
-    public static readonly TimeSpan ReuseWindow = TimeSpan.FromMilliseconds(50);
+    /// <summary>Both the model and the kernel judge double_close against this window: wide
+    /// enough that the scenario runner's own hand-offs fit inside it even on a loaded host,
+    /// and narrower than the 300 ms of double-close-outside-window.json.</summary>
+    public static readonly TimeSpan DoubleCloseWindow = TimeSpan.FromMilliseconds(100);
 
     private readonly KernelEventSource? _source;
     private readonly string? _unavailable;
@@ -31,7 +31,7 @@ public sealed class KernelObserver : IDisposable
             KernelPreflight.Run();
             var kernel = KernelFeatures.Probe();
             var plan = AttachPlan.For(kernel, Environment.GetEnvironmentVariable("SOCKTRACE_ATTACH_MODE") ?? "auto");
-            _source = new KernelEventSource(Capture, plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), ReuseWindow), NullLogger.Instance);
+            _source = new KernelEventSource(Capture, plan, kernel, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), DoubleCloseWindow), NullLogger.Instance);
             _source.Start();
         }
         catch (Exception ex) when (ex is StartupException or BpfException)

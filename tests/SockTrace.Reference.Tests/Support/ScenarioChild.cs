@@ -21,10 +21,11 @@ internal static class ScenarioChild
     public static KernelRun Run(string script, string nicAddress)
     {
         // In a network namespace of its own, so that the "nic" peer address is one this
-        // test made (on a device there) and no scenario traffic touches the host's. `ip`
-        // closes its own fds before it execs, in the runner's pid: the pause lets those
-        // closes age past the reuse window, so they cannot pair with the script's accepts.
-        var start = new ProcessStartInfo("ip", ["netns", "exec", Namespace.Value, "sh", "-c", "sleep 0.2; exec \"$0\" \"$@\"", Binary.Value, nicAddress])
+        // test made (on a device there) and no scenario traffic touches the host's. A child
+        // of the shell, not exec'd in its place: `ip` and `sh` close fds of their own in the
+        // pid they exec in, and a process that starts fresh has no closes its accepts could
+        // find (the agent pairs an accept with the last close of its number in the process).
+        var start = new ProcessStartInfo("ip", ["netns", "exec", Namespace.Value, "sh", "-c", "\"$0\" \"$@\"; exit $?", Binary.Value, nicAddress])
         {
             RedirectStandardInput = true,
             RedirectStandardOutput = true,
@@ -37,7 +38,7 @@ internal static class ScenarioChild
         var stderr = child.StandardError.ReadToEndAsync();
         if (!child.WaitForExit(TimeSpan.FromSeconds(20)))
         {
-            child.Kill();
+            child.Kill(entireProcessTree: true);
             Assert.Fail($"{Comm} did not finish within 20 s; script:\n{script}");
         }
         string output = stdout.Result;

@@ -23,7 +23,8 @@
 // The fd table is deterministic: fds 0-2 are the pipes to the test, everything else
 // inherited is closed, and the /proc files the dispatcher polls sit at fd 100 and up.
 // Nothing here calls close() except a close step: SockTrace pairs close() with later
-// accepts (reuse_after_close), so a stray close would be a stray race.
+// accepts (the fd reuse gap) and EBADF closes (double_close), so a stray close would be
+// a stray measurement.
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>

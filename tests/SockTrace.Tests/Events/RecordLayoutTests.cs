@@ -31,6 +31,7 @@ public sealed class RecordLayoutTests
         { "st_accept_record.peer_port", typeof(AcceptRecord), nameof(AcceptRecord.PeerPort) },
         { "st_accept_record.peer_local", typeof(AcceptRecord), nameof(AcceptRecord.PeerLocal) },
         { "st_accept_record.comm", typeof(AcceptRecord), nameof(AcceptRecord.Comm) },
+        { "st_accept_record.fd_closed_ns", typeof(AcceptRecord), nameof(AcceptRecord.FdClosedNs) },
         { "st_fd_race_record.hdr", typeof(FdRaceRecord), nameof(FdRaceRecord.Header) },
         { "st_fd_race_record.pid", typeof(FdRaceRecord), nameof(FdRaceRecord.Pid) },
         { "st_fd_race_record.tid", typeof(FdRaceRecord), nameof(FdRaceRecord.Tid) },
@@ -53,7 +54,7 @@ public sealed class RecordLayoutTests
         { "st_rx_value.path", typeof(RxValue), nameof(RxValue.Path) },
         { "st_rx_value.name", typeof(RxValue), nameof(RxValue.Name) },
         { "st_config.wakeup_bytes", typeof(BpfConfig), nameof(BpfConfig.WakeupBytes) },
-        { "st_config.reuse_window_ns", typeof(BpfConfig), nameof(BpfConfig.ReuseWindowNs) },
+        { "st_config.double_close_window_ns", typeof(BpfConfig), nameof(BpfConfig.DoubleCloseWindowNs) },
     };
 
     public static TheoryData<string, Type> Structs => new()
@@ -92,7 +93,7 @@ public sealed class RecordLayoutTests
         Assert.Equal(RecordTypes.FdRace, CLayout.Value["ST_RECORD_FD_RACE"]);
         Assert.Equal(RaceKinds.Dup2Busy, CLayout.Value["ST_RACE_DUP2_BUSY"]);
         Assert.Equal(RaceKinds.InstallOverwrite, CLayout.Value["ST_RACE_INSTALL_OVERWRITE"]);
-        Assert.Equal(RaceKinds.ReuseAfterClose, CLayout.Value["ST_RACE_REUSE_AFTER_CLOSE"]);
+        Assert.Equal(RaceKinds.DoubleClose, CLayout.Value["ST_RACE_DOUBLE_CLOSE"]);
         Assert.Equal(RxPaths.Loopback, CLayout.Value["ST_RX_PATH_LOOPBACK"]);
         Assert.Equal(RxPaths.Nic, CLayout.Value["ST_RX_PATH_NIC"]);
         Assert.Equal(RxPaths.Virtual, CLayout.Value["ST_RX_PATH_VIRTUAL"]);
@@ -117,7 +118,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_REUSE_AFTER_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
             lines.Add($"P(\"{constant}\", {constant});");
         lines.Add("P(\"offsetof bpf_prog_info.recursion_misses\", offsetof(struct bpf_prog_info, recursion_misses));");
         lines.Add("P(\"sizeof bpf_prog_info\", sizeof(struct bpf_prog_info));");

@@ -124,7 +124,7 @@ public sealed class SeriesLimitTests : IDisposable
     {
         var recent = new RecentRaces();
         var metrics = new FdRaceMetrics(_meters, recent, NullLogger<FdRaceMetrics>.Instance, new SeriesLimit(_meters, 2));
-        foreach (var (kind, comm) in new[] { (RaceKinds.Dup2Busy, "a"), (RaceKinds.Dup2Busy, "b"), (RaceKinds.Dup2Busy, "c"), (RaceKinds.ReuseAfterClose, "d"), (RaceKinds.Dup2Busy, "a") })
+        foreach (var (kind, comm) in new[] { (RaceKinds.Dup2Busy, "a"), (RaceKinds.Dup2Busy, "b"), (RaceKinds.Dup2Busy, "c"), (RaceKinds.DoubleClose, "d"), (RaceKinds.Dup2Busy, "a") })
         {
             var r = new FdRaceRecord { Kind = kind, Fd = 9 };
             System.Text.Encoding.UTF8.GetBytes(comm).CopyTo((Span<byte>)r.Comm);
@@ -136,7 +136,7 @@ public sealed class SeriesLimitTests : IDisposable
             ["comm=a,kind=dup2_busy"] = 2,
             ["comm=b,kind=dup2_busy"] = 1,
             ["comm=other,kind=dup2_busy"] = 1,
-            ["comm=other,kind=reuse_after_close"] = 1,
+            ["comm=other,kind=double_close"] = 1,
         }, Series(_races, v => v));
         Assert.Equal(2, Overflowed("socktrace_fd_races_total"));
         Assert.Equal(["a", "b", "c", "d", "a"], recent.Snapshot().Select(r => r.Comm));

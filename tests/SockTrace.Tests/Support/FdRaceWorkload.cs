@@ -34,20 +34,29 @@ internal static class FdRaceWorkload
 
     private static int s_runs;
 
-    /// <summary>`fdrace dup2-busy R` or `fdrace reuse K M W`; the count is busy or reuse.
-    /// Each run has a process name (comm) of its own, so that tests running at the same
-    /// time tell their races apart by the comm label: a dup2-busy run also closes fds that
-    /// its accepting thread then gets back, a reuse_after_close of its own.</summary>
+    /// <summary>Runs one mode of Workloads/fdrace.c (its header lists them); the count is
+    /// the one the mode prints (busy, reuse, doubles, accepted, forked). Each run has a
+    /// process name (comm) of its own, at most 15 bytes as the kernel keeps it, so that tests
+    /// running at the same time tell their series apart by the comm label.</summary>
     public static FdRaceRun Run(params string[] args)
     {
-        string comm = $"fdrace-{args[0].Split('-')[0]}{Interlocked.Increment(ref s_runs)}";
+        string mode = args[0].Split('-')[0];
+        string comm = $"fdrace-{mode[..Math.Min(5, mode.Length)]}{Interlocked.Increment(ref s_runs)}";
         string binary = Path.Combine(Path.GetDirectoryName(Binary.Value)!, comm);
         File.Copy(Binary.Value, binary, overwrite: true);
         string output = Command.Output(binary, args);
         var lines = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Select(l => l.Split(' ')).ToList();
         int Value(string key) => int.Parse(lines.Single(l => l[0] == key)[1], System.Globalization.CultureInfo.InvariantCulture);
         var races = lines.Where(l => l[0] == "race").Select(l => (int.Parse(l[1], System.Globalization.CultureInfo.InvariantCulture), int.Parse(l[2], System.Globalization.CultureInfo.InvariantCulture))).ToList();
-        return new FdRaceRun(comm, Value("pid"), Value(args[0] == "reuse" ? "reuse" : "busy"), races);
+        string countKey = args[0] switch
+        {
+            "reuse" => "reuse",
+            "double-close" => "doubles",
+            "threadpool" or "epoll" => "accepted",
+            "closeall" => "forked",
+            _ => "busy",
+        };
+        return new FdRaceRun(comm, Value("pid"), Value(countKey), races);
     }
 
     /// <summary>`fdrace block T`: returns once its T threads sleep in accept4(); disposing kills it.</summary>

@@ -18,8 +18,8 @@ internal sealed class KernelPipeline : IDisposable
     private readonly ServiceProvider _services;
     private readonly List<IDisposable> _collectors = [];
 
-    /// <param name="fdReuseWindow">The reuse_after_close window (the agent's default is 1 ms).</param>
-    public KernelPipeline(TimeSpan? fdReuseWindow = null)
+    /// <param name="doubleCloseWindow">The double_close window (the agent's default is 1 s).</param>
+    public KernelPipeline(TimeSpan? doubleCloseWindow = null)
     {
         Requires.Bpf();
         _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
@@ -29,10 +29,11 @@ internal sealed class KernelPipeline : IDisposable
         Duration = Collect<double>(meters, "socktrace.accept.duration");
         QueueWait = Collect<double>(meters, "socktrace.accept.queue_wait");
         FdRaces = Collect<long>(meters, "socktrace.fd_races");
+        ReuseGaps = Collect<double>(meters, "socktrace.fd.reuse_gap");
         Races = new RecentRaces();
         Decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
         Plan = PlanUnderTest();
-        Source = new KernelEventSource(Decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), fdReuseWindow ?? TimeSpan.FromMilliseconds(1)), NullLogger.Instance);
+        Source = new KernelEventSource(Decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), doubleCloseWindow ?? TimeSpan.FromSeconds(1)), NullLogger.Instance);
         Rx = new RxMetrics(meters);
         Rx.Observe(Source.RxDevices.Read);
         RxBytes = Collect<long>(meters, "socktrace.rx.bytes");
@@ -70,6 +71,7 @@ internal sealed class KernelPipeline : IDisposable
     public MetricCollector<double> Duration { get; }
     public MetricCollector<double> QueueWait { get; }
     public MetricCollector<long> FdRaces { get; }
+    public MetricCollector<double> ReuseGaps { get; }
     public RecentRaces Races { get; }
     public RxMetrics Rx { get; }
     public MetricCollector<long> RxBytes { get; }
