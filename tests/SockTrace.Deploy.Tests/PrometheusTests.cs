@@ -37,7 +37,7 @@ public sealed class PrometheusTests(ITestOutputHelper output)
         {
             workload.Accept(5, queued: TimeSpan.FromMilliseconds(2));
             workload.AcceptWouldBlock(2);
-            Workload.Dup2OntoReservedFd(1);
+            Workload.Dup2OntoReservedFd(2);
             accepts += 5;
             errors += 2;
             Thread.Sleep(700);

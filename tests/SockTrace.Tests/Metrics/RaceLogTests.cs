@@ -1,0 +1,71 @@
+using Microsoft.Extensions.Logging;
+using Microsoft.Extensions.Logging.Testing;
+using SockTrace.Agent.Metrics;
+
+namespace SockTrace.Tests.Metrics;
+
+/// <summary>Races log at Warning: the first of each kind and process in full, then at most one
+/// summary a minute of those suppressed.</summary>
+public sealed class RaceLogTests
+{
+    private sealed class ManualTime : TimeProvider
+    {
+        public long Ticks;
+        public override long TimestampFrequency => TimeSpan.TicksPerSecond;
+        public override long GetTimestamp() => Ticks;
+        public void Advance(TimeSpan by) => Ticks += by.Ticks;
+    }
+
+    private static FdRace Race(string kind, uint pid, int fd = 5) => new(DateTime.UnixEpoch, kind, pid, pid, "srv", fd, null, null);
+
+    [Fact]
+    public void TheFirstRaceOfEachKindAndProcessIsLoggedThenAMinutesSummary()
+    {
+        var logger = new FakeLogger();
+        var time = new ManualTime();
+        using var log = new RaceLog(logger, time, flushPeriodically: false);
+
+        for (int i = 0; i < 1000; i++)
+            log.Report(Race("double_close", 10, fd: i));
+        log.Report(Race("dup2_busy", 10));
+        log.Report(Race("double_close", 11));
+        log.Flush(); // before the minute is up: nothing more
+
+        var records = logger.Collector.GetSnapshot();
+        Assert.Equal(3, records.Count);
+        Assert.All(records, r => Assert.Equal(LogLevel.Warning, r.Level));
+        Assert.Equal(300, records[0].Id.Id);
+        Assert.Contains("double_close: process srv pid 10 tid 10 fd 0", records[0].Message);
+
+        time.Advance(TimeSpan.FromSeconds(61));
+        log.Flush();
+        var summary = Assert.Single(logger.Collector.GetSnapshot().Skip(3));
+        Assert.Equal(301, summary.Id.Id);
+        Assert.Contains("double_close: process srv pid 10: 999 more in the last 61 s (last on fd 999)", summary.Message);
+
+        // Quiet for a minute: forgotten, so the next race is logged in full again.
+        time.Advance(TimeSpan.FromSeconds(61));
+        log.Flush();
+        log.Report(Race("double_close", 10, fd: 7));
+        var again = logger.Collector.GetSnapshot()[^1];
+        Assert.Equal(300, again.Id.Id);
+        Assert.Equal(5, logger.Collector.Count);
+    }
+
+    [Fact]
+    public void ProcessesBeyondTheKeyLimitAreSummedIntoOneLine()
+    {
+        var logger = new FakeLogger();
+        var time = new ManualTime();
+        using var log = new RaceLog(logger, time, flushPeriodically: false);
+
+        for (uint pid = 1; pid <= RaceLog.MaxKeys + 5; pid++)
+            log.Report(Race("dup2_busy", pid));
+        Assert.Equal(RaceLog.MaxKeys, logger.Collector.Count);
+
+        log.Flush();
+        var overflow = logger.Collector.GetSnapshot()[^1];
+        Assert.Equal(302, overflow.Id.Id);
+        Assert.Contains("5 more from processes beyond the 1024", overflow.Message);
+    }
+}
