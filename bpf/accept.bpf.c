@@ -110,6 +110,7 @@ static __always_inline void accept_enter(long listen_fd)
 	family = BPF_CORE_READ(sk, __sk_common.skc_family);
 	if (family != AF_INET && family != AF_INET6)
 		return;
+	st_mark_acceptor(id >> 32);
 	/* The queue this call is about to take from, as `ss -lnt` would show it now. */
 	st_listen_seen(sk, 0);
 	call.enter_ns = bpf_ktime_get_ns();

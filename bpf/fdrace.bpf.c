@@ -25,11 +25,14 @@ struct {
 	__type(value, __s64);
 } st_dup_calls SEC(".maps");
 
+/* Only a process that accepts can race an accept: every other dup2() returns here. */
 static __always_inline void remember_arg(void *map, long value)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	__s64 v = value;
 
+	if (!st_is_acceptor(id >> 32))
+		return;
 	if (bpf_map_update_elem(map, &id, &v, BPF_ANY))
 		st_count(ST_COUNTER_PENDING_FULL);
 }
@@ -38,9 +41,13 @@ static __always_inline void remember_arg(void *map, long value)
 static __always_inline long recall_arg(void *map)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	__s64 *v = bpf_map_lookup_elem(map, &id);
-	long value = v ? *v : -1;
+	__s64 *v;
+	long value;
 
+	if (!st_is_acceptor(id >> 32))
+		return -1;
+	v = bpf_map_lookup_elem(map, &id);
+	value = v ? *v : -1;
 	if (v)
 		bpf_map_delete_elem(map, &id);
 	return value;
@@ -48,7 +55,7 @@ static __always_inline long recall_arg(void *map)
 
 static __always_inline void dup_result(long newfd, long ret)
 {
-	if (ret == -EBUSY && newfd >= 0)
+	if (ret == -EBUSY && newfd >= 0 && st_is_acceptor(bpf_get_current_pid_tgid() >> 32))
 		st_emit_race(ST_RACE_DUP2_BUSY, newfd, bpf_ktime_get_ns(), 0, 0);
 }
 
@@ -63,15 +70,19 @@ static __always_inline void install(long fd)
  * table (close() frees the number even when the flush after it fails), or it holds none,
  * so close() fails with EBADF (file_close_fd_locked(), fs/file.c), also for a slot that
  * a pending accept reserved. Judging on entry needs no entry-to-return map, the costly
- * part of tracing every close() of every process.
+ * part of tracing every close() of every process. Only processes that accept are
+ * followed: their closes are the ones an accept can hand out again or race with.
  */
 static __always_inline void close_enter(long fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
 	struct st_fd_key key = { .tgid = id >> 32, .fd = fd };
-	__u64 now = bpf_ktime_get_ns();
 	struct st_close *last;
+	__u64 now;
 
+	if (!st_is_acceptor(id >> 32))
+		return;
+	now = bpf_ktime_get_ns();
 	if (st_file_at(st_fdtable(), fd)) {
 		struct st_close value = { .ns = now, .tid = (__u32)id };
 

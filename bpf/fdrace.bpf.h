@@ -26,6 +26,42 @@ struct {
 	__type(value, struct st_close);
 } st_closes SEC(".maps") __weak;
 
+/*
+ * Processes that accept on a TCP/IP listener, one bit per tgid. Only they can race an
+ * accept (a dup2 onto its reservation, a close of a number it hands out), so the close and
+ * dup hooks, which run on every close() and dup2() of every process on the node, stop at
+ * one bit test for all the others. An array indexed by tgid: no hash, and no helper call
+ * (the verifier inlines array lookups). The agent sizes it from kernel.pid_max at load;
+ * a tgid beyond that (pid_max raised later) counts as accepting, which costs time, never
+ * a race. Bits are never cleared: a reused pid costs its new process the full hook.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 65536); /* pid_max / 64: the default 4194304 */
+	__type(key, __u32);
+	__type(value, __u64);
+} st_acceptors SEC(".maps") __weak;
+
+/* Set at every accept, so a bit lost to two CPUs setting bits of one word at once (a
+ * plain read-modify-write: atomic OR needs BPF ISA v3 and 5.12) comes back at the next. */
+static __always_inline void st_mark_acceptor(__u32 tgid)
+{
+	__u32 word = tgid / 64;
+	__u64 *bits = bpf_map_lookup_elem(&st_acceptors, &word);
+	__u64 bit = 1ULL << (tgid % 64);
+
+	if (bits && !(*bits & bit))
+		*bits |= bit;
+}
+
+static __always_inline int st_is_acceptor(__u32 tgid)
+{
+	__u32 word = tgid / 64;
+	__u64 *bits = bpf_map_lookup_elem(&st_acceptors, &word);
+
+	return !bits || ((*bits >> (tgid % 64)) & 1);
+}
+
 static __always_inline void st_emit_race(__u32 kind, long fd, __u64 now, __u64 gap_ns, __u32 other_tid)
 {
 	__u64 id = bpf_get_current_pid_tgid();

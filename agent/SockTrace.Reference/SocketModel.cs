@@ -18,6 +18,9 @@ internal sealed class SocketModel
     /// Ns 0 once an accept consumed it.</summary>
     private readonly Dictionary<int, (ulong Ns, uint Tid)> _closes = [];
     private ushort _nextPeerPort = 40000;
+    /// <summary>st_acceptors (fdrace.bpf.h): set at the first accept on a listener; until then
+    /// the close and dup hooks do not follow this process.</summary>
+    private bool _accepts;
 
     public SocketModel(ModelOptions options, int nofile, Action<byte[]> emit)
     {
@@ -90,6 +93,7 @@ internal sealed class SocketModel
             throw new ScenarioException($"step {stepIndex}: accept on fd {listenFd}, which is not a listener, is not modelled");
         }
         ulong enter = Clock.NowNs;
+        _accepts = true;
         int fd = Fds.Reserve();
         if (fd < 0)
             return Fail(thread, listener, enter, fd);
@@ -108,18 +112,20 @@ internal sealed class SocketModel
         return Complete(thread, fd, listener, enter);
     }
 
-    /// <summary>close(), as close_enter() in fdrace.bpf.c judges it: a slot with a file records
-    /// the close; an empty one (EBADF) is a double_close when another thread closed the same
-    /// fd within the window.</summary>
+    /// <summary>close(), as close_enter() in fdrace.bpf.c judges it, once the process accepts:
+    /// a slot with a file records the close; an empty one (EBADF) is a double_close when
+    /// another thread closed the same fd within the window.</summary>
     public int Close(ModelThread thread, int fd)
     {
         ulong now = Clock.NowNs;
         int ret = Fds.Close(fd, out var file);
+        if (ret == 0 && file is ListenSocket { Waiters.Count: > 0 } l)
+            throw new ScenarioException($"closing listener '{l.Name}' while a thread sleeps in accept on it is not modelled");
+        if (!_accepts)
+            return ret;
         if (ret == 0)
         {
             _closes[fd] = (now, thread.Tid);
-            if (file is ListenSocket { Waiters.Count: > 0 } l)
-                throw new ScenarioException($"closing listener '{l.Name}' while a thread sleeps in accept on it is not modelled");
         }
         else if (_closes.TryGetValue(fd, out var last) && last.Ns != 0 && last.Tid != thread.Tid
             && now - last.Ns <= (ulong)(_options.DoubleCloseWindow.Ticks * 100))

@@ -27,6 +27,7 @@ public sealed partial class KernelEventSource : IEventSource
             foreach (string program in _object.ProgramNames)
                 _object.SetAutoload(program, chosen.Contains(program));
             _object.SetMaxEntries("st_events", options.RingBufferBytes);
+            _object.SetMaxEntries("st_acceptors", AcceptorWords());
             _object.SetConfig(new BpfConfig
             {
                 WakeupBytes = options.RingBufferBytes / 4,
@@ -108,6 +109,24 @@ public sealed partial class KernelEventSource : IEventSource
             link.Dispose();
         _links.Clear();
         _object.Dispose();
+    }
+
+    /// <summary>st_acceptors holds a bit per possible tgid (bpf/fdrace.bpf.h): kernel.pid_max
+    /// of them, in 64-bit words. Where pid_max cannot be read, the kernel's limit for 64-bit
+    /// machines (PID_MAX_LIMIT, include/linux/threads.h).</summary>
+    private static uint AcceptorWords()
+    {
+        const uint pidMaxLimit = 4 * 1024 * 1024;
+        uint pidMax = pidMaxLimit;
+        try
+        {
+            if (uint.TryParse(File.ReadAllText("/proc/sys/kernel/pid_max").Trim(), System.Globalization.CultureInfo.InvariantCulture, out uint read) && read > 0)
+                pidMax = Math.Min(read, pidMaxLimit);
+        }
+        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
+        {
+        }
+        return (pidMax + 63) / 64;
     }
 
     [LoggerMessage(EventId = 200, Level = LogLevel.Information, Message = "Attached hook {Hook} in {Mode} mode ({Why})")]

@@ -11,6 +11,9 @@
  *                                  every syscall of every task
  *   stload eagain SECONDS THREADS  THREADS threads calling accept4() on an empty
  *                                  non-blocking listener (EAGAIN): one record each
+ *   stload close SECONDS           open("/dev/null") and close() in a loop, in a
+ *                                  process that never accepts: what the close hook
+ *                                  costs every other process on the node
  *
  * The calling thread is pinned to CPU 0 (thread i of eagain to CPU i % CPUs), so the
  * in-kernel cost of the probes lands on the measured core and the agent's reader,
@@ -19,6 +22,7 @@
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
@@ -174,6 +178,31 @@ static int run_getppid(double seconds)
 	return 0;
 }
 
+static int run_close(double seconds)
+{
+	uint64_t start, end, deadline, cpu0, cpu, n = 0;
+
+	pin(0);
+	cpu0 = thread_cpu_ns();
+	start = now_ns();
+	deadline = start + (uint64_t)(seconds * 1e9);
+	do {
+		for (int i = 0; i < 4096; i++) {
+			int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+			if (fd < 0)
+				die("open");
+			close(fd);
+		}
+		n += 4096;
+	} while (now_ns() < deadline);
+	end = now_ns();
+	cpu = thread_cpu_ns() - cpu0;
+	printf("mode=close ops=%llu seconds=%.3f ns_per_call=%.2f cpu_ns_per_call=%.2f\n",
+	       (unsigned long long)n, (end - start) / 1e9, (double)(end - start) / n, (double)cpu / n);
+	return 0;
+}
+
 struct eagain_arg {
 	int cpu;
 	int fd;
@@ -229,8 +258,10 @@ int main(int argc, char **argv)
 		return run_accept(atof(argv[2]), argc > 3 ? atof(argv[3]) : 0);
 	if (argc >= 3 && !strcmp(argv[1], "getppid"))
 		return run_getppid(atof(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "close"))
+		return run_close(atof(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "eagain"))
 		return run_eagain(atof(argv[2]), atoi(argv[3]));
-	fprintf(stderr, "usage: %s accept SECONDS [RATE] | getppid SECONDS | eagain SECONDS THREADS\n", argv[0]);
+	fprintf(stderr, "usage: %s accept SECONDS [RATE] | getppid SECONDS | eagain SECONDS THREADS | close SECONDS\n", argv[0]);
 	return 2;
 }

@@ -143,6 +143,8 @@ public sealed class SocketModelTests
         var run = Run("""
             {"op": "listen", "name": "l"},
             {"op": "connect", "name": "c", "to": "l"},
+            {"op": "connect", "to": "l"},
+            {"op": "accept", "on": "l"},
             {"op": "close", "fd": "c", "thread": "a"},
             {"op": "close", "fd": "c", "thread": "a", "expect": "EBADF"},
             {"op": "close", "fd": 9, "thread": "b", "expect": "EBADF"},

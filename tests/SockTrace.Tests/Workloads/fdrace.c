@@ -8,17 +8,19 @@
 //                        next accept4() returns the same number (a reuse gap, no race);
 //                        S times this thread closes it itself first (no reuse gap).
 //   fdrace double-close K
-//                        K times: another thread closes an fd, then this one closes
-//                        the same number and gets EBADF (a double close); also K times
-//                        a close of a number this thread itself closed, and K closes of
-//                        numbers never opened (neither is one).
+//                        accepts once (SockTrace follows the closes of processes that
+//                        accept), then K times: another thread closes an fd, then this
+//                        one closes the same number and gets EBADF (a double close);
+//                        also K times a close of a number this thread itself closed,
+//                        and K closes of numbers never opened (neither is one).
 //   fdrace threadpool N W  a healthy thread-pool server: this thread accepts, W worker
 //                        threads each serve and close a connection; a child process
 //                        makes N request/response connections, 8 at a time.
 //   fdrace epoll N       a healthy event loop: one thread, epoll, non-blocking accept4()
 //                        until EAGAIN, serve, close; a child makes N connections as above.
-//   fdrace closeall N    N times: fork a child that closes fds 3..1023 and exits, as
-//                        daemons do after fork.
+//   fdrace closeall N    accepts once, closes every number from 3 to 1023 that is not
+//                        open, then N times forks a child that closes fds 3..1023 and
+//                        exits, as daemons do after fork (one thread each time).
 //   fdrace block T       T threads block in accept4() for good; prints "blocked TID"
 //                        for each once it sleeps there, then "ready", and waits to be
 //                        killed.
@@ -241,12 +243,25 @@ static void reuse(int cross, int same)
 	printf("reuse %d\n", observed);
 }
 
+/* One accepted connection, closed: makes this process one that accepts. */
+static void accept_one(void)
+{
+	int c = connect_client();
+	int a = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
+
+	if (a < 0)
+		die("accept4");
+	close(a);
+	close(c);
+}
+
 static void double_close(int rounds)
 {
 	struct closer c = { PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, -1, 0, 0 };
 	pthread_t t;
 	int doubles = 0;
 
+	accept_one();
 	if (pthread_create(&t, NULL, close_loop, &c))
 		die("pthread_create");
 	for (int i = 0; i < rounds; i++) {
@@ -420,6 +435,10 @@ static void event_loop(int n)
 
 static void close_all_after_fork(int n)
 {
+	accept_one();
+	for (int fd = 3; fd < 1024; fd++)
+		if (fcntl(fd, F_GETFD) == -1)
+			close(fd);
 	for (int i = 0; i < n; i++) {
 		pid_t child = fork();
 
