@@ -45,6 +45,18 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
         output.WriteLine($"socktrace_accepts_total{{{port}}} = {seen} (expected {n}) after {clock.Elapsed.TotalSeconds:0.0} s");
         Assert.Equal(n, seen);
         Assert.Equal(n, AgentProcess.Sum(metrics, "socktrace_accepts_total", port, "peer=\"loopback\""));
+
+        // Attached, it holds nothing in any thread; the bounding set stays what the runtime
+        // gave (dropping from it needs CAP_SETPCAP, which the pod does not have), and
+        // no_new_privs keeps an execve() from using it.
+        foreach (string task in Directory.GetDirectories($"/proc/{agent.Pid}/task"))
+        {
+            string status = File.ReadAllText(Path.Combine(task, "status"));
+            Assert.Contains("CapEff:\t0000000000000000", status);
+            Assert.Contains("CapPrm:\t0000000000000000", status);
+            Assert.Contains("CapInh:\t0000000000000000", status);
+            Assert.Contains("NoNewPrivs:\t1", status);
+        }
     }
 
     [Theory]

@@ -48,6 +48,7 @@ public static class AgentHost
         // Before the agent's own service: a missing NODE_NAME or token stops start-up before BPF loads.
         builder.Services.AddHostedService<Attribution.PodAttributionService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
+        builder.Services.AddHostedService<PrivilegeDropService>();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("socktrace", serviceVersion: typeof(AgentHost).Assembly.GetName().Version?.ToString(3)))
             .WithMetrics(metrics => metrics

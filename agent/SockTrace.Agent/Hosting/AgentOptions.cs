@@ -35,6 +35,9 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
     /// <summary>off, or kubernetes: namespace, pod and container labels from cgroups and the API server.</summary>
     public string Attribution { get; init; } = AttributionOff;
 
+    /// <summary>Keep the capabilities after attaching instead of dropping them all.</summary>
+    public bool KeepCapabilities { get; init; }
+
     /// <summary>The hooks to plan and load: all of them, less rx when --rx-metrics is off.</summary>
     public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx);
 
@@ -97,6 +100,7 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
             MaxSeriesPerMetric = (int)maxSeries,
             SeriesIdle = TimeSpan.FromSeconds(idle),
             Attribution = ParseAttribution(config),
+            KeepCapabilities = ParseBool(config, AgentSettings.KeepCapabilities),
         };
     }
 
@@ -106,6 +110,14 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         return attribution is AttributionOff or AttributionKubernetes
             ? attribution
             : throw Invalid(AgentSettings.Attribution, attribution, $"must be {AttributionOff} or {AttributionKubernetes}");
+    }
+
+    private static bool ParseBool(IConfiguration config, AgentSetting setting)
+    {
+        string? text = config[setting.ConfigKey];
+        if (text is null)
+            return false;
+        return bool.TryParse(text, out bool value) ? value : throw Invalid(setting, text, "must be true or false");
     }
 
     private static uint ParseUInt(IConfiguration config, AgentSetting setting, uint fallback)

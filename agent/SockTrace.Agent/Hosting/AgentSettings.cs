@@ -1,7 +1,11 @@
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>Every setting the agent takes, and the three names it goes by.</summary>
-public sealed record AgentSetting(string Flag, string EnvironmentVariable, string ConfigKey, string Help);
+public sealed record AgentSetting(string Flag, string EnvironmentVariable, string ConfigKey, string Help)
+{
+    /// <summary>A switch takes no value on the command line ("true"); `--flag=false` still turns it off.</summary>
+    public bool IsSwitch { get; init; }
+}
 
 public static class AgentSettings
 {
@@ -27,8 +31,10 @@ public static class AgentSettings
         "kernel | reference: records from the BPF programs, or from the in-process model running --scenario (no privileges needed) (default kernel)");
     public static readonly AgentSetting Scenario = new("--scenario", "SOCKTRACE_SCENARIO", "SockTrace:Scenario",
         "with --source reference: the scenario file (JSON) the model runs");
+    public static readonly AgentSetting KeepCapabilities = new("--keep-capabilities", "SOCKTRACE_KEEP_CAPABILITIES", "SockTrace:KeepCapabilities",
+        "keep the capabilities after attaching (by default every one is dropped in every thread once the programs are attached)") { IsSwitch = true };
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, SeriesIdleSeconds, Attribution, Source, Scenario, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, FdReuseWindowUs, RxMetrics, MaxSeriesPerMetric, SeriesIdleSeconds, Attribution, Source, Scenario, KeepCapabilities, ConfigFile];
 }

@@ -27,6 +27,8 @@ internal sealed partial class AgentProcess : IDisposable
 
     public int Port { get; }
 
+    public int Pid => _process.Id;
+
     public string Output
     {
         get { lock (_output) return _output.ToString(); }
