@@ -38,6 +38,12 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
     /// <summary>Keep the capabilities after attaching instead of dropping them all.</summary>
     public bool KeepCapabilities { get; init; }
 
+    public string? TlsCertFile { get; init; }
+    public string? TlsKeyFile { get; init; }
+    public string? AuthTokenFile { get; init; }
+    public bool AuthKubernetes { get; init; }
+    public bool Tls => TlsCertFile is not null;
+
     /// <summary>The hooks to plan and load: all of them, less rx when --rx-metrics is off.</summary>
     public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx);
 
@@ -101,7 +107,26 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
             SeriesIdle = TimeSpan.FromSeconds(idle),
             Attribution = ParseAttribution(config),
             KeepCapabilities = ParseBool(config, AgentSettings.KeepCapabilities),
-        };
+            TlsCertFile = NonEmpty(config, AgentSettings.TlsCertFile),
+            TlsKeyFile = NonEmpty(config, AgentSettings.TlsKeyFile),
+            AuthTokenFile = NonEmpty(config, AgentSettings.AuthTokenFile),
+            AuthKubernetes = ParseBool(config, AgentSettings.AuthKubernetes),
+        }.CheckTls();
+    }
+
+    private AgentOptions CheckTls()
+    {
+        if ((TlsCertFile is null) != (TlsKeyFile is null))
+            throw TlsCertFile is null
+                ? Invalid(AgentSettings.TlsCertFile, "", $"{AgentSettings.TlsKeyFile.Flag} needs {AgentSettings.TlsCertFile.Flag}")
+                : Invalid(AgentSettings.TlsKeyFile, "", $"{AgentSettings.TlsCertFile.Flag} needs {AgentSettings.TlsKeyFile.Flag}");
+        return this;
+    }
+
+    private static string? NonEmpty(IConfiguration config, AgentSetting setting)
+    {
+        string? text = config[setting.ConfigKey];
+        return text is null ? null : text.Length > 0 ? text : throw Invalid(setting, text, "must name a file");
     }
 
     private static string ParseAttribution(IConfiguration config)
