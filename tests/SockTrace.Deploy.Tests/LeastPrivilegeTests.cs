@@ -59,6 +59,22 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
         }
     }
 
+    /// <summary>The init container as the DaemonSet runs it: its args, its capabilities,
+    /// and the agent's settings but attribution (no API server here). Exit 0: it would let the
+    /// agent start on this node.</summary>
+    [Fact]
+    public void InitContainersCheckPassesWithItsCapabilities()
+    {
+        Host.RequireRoot("setpriv grants capabilities from root's own");
+        Host.EnsureTracefs();
+        var init = Assert.Single(Manifests.DaemonSet.Spec.Template.Spec.InitContainers);
+        using var check = AgentProcess.Start([.. init.SecurityContext.Capabilities.Add], init.SecurityContext.AllowPrivilegeEscalation == false, init.Args);
+        int code = check.WaitForExit(TimeSpan.FromSeconds(60));
+        output.WriteLine($"{string.Join(' ', init.Args)}: exit {code}\n{check.Output}");
+        Assert.Equal(0, code);
+        Assert.Contains("accept", check.Output);
+    }
+
     [Theory]
     [MemberData(nameof(EachCapability))]
     public void RefusesToStartWithoutEachCapability(string missing)
