@@ -45,6 +45,34 @@ public sealed class LeastPrivilegeTests(ITestOutputHelper output)
         output.WriteLine($"socktrace_accepts_total{{{port}}} = {seen} (expected {n}) after {clock.Elapsed.TotalSeconds:0.0} s");
         Assert.Equal(n, seen);
         Assert.Equal(n, AgentProcess.Sum(metrics, "socktrace_accepts_total", port, "peer=\"loopback\""));
+
+        // Attached, it holds nothing in any thread; the bounding set stays what the runtime
+        // gave (dropping from it needs CAP_SETPCAP, which the pod does not have), and
+        // no_new_privs keeps an execve() from using it.
+        foreach (string task in Directory.GetDirectories($"/proc/{agent.Pid}/task"))
+        {
+            string status = File.ReadAllText(Path.Combine(task, "status"));
+            Assert.Contains("CapEff:\t0000000000000000", status);
+            Assert.Contains("CapPrm:\t0000000000000000", status);
+            Assert.Contains("CapInh:\t0000000000000000", status);
+            Assert.Contains("NoNewPrivs:\t1", status);
+        }
+    }
+
+    /// <summary>The init container as the DaemonSet runs it: its args, its capabilities,
+    /// and the agent's settings but attribution (no API server here). Exit 0: it would let the
+    /// agent start on this node.</summary>
+    [Fact]
+    public void InitContainersCheckPassesWithItsCapabilities()
+    {
+        Host.RequireRoot("setpriv grants capabilities from root's own");
+        Host.EnsureTracefs();
+        var init = Assert.Single(Manifests.DaemonSet.Spec.Template.Spec.InitContainers);
+        using var check = AgentProcess.Start([.. init.SecurityContext.Capabilities.Add], init.SecurityContext.AllowPrivilegeEscalation == false, init.Args);
+        int code = check.WaitForExit(TimeSpan.FromSeconds(60));
+        output.WriteLine($"{string.Join(' ', init.Args)}: exit {code}\n{check.Output}");
+        Assert.Equal(0, code);
+        Assert.Contains("accept", check.Output);
     }
 
     [Theory]

@@ -29,6 +29,7 @@ public sealed class ManifestTests
             V1Namespace n => n.Metadata.Name,
             IMetadata<V1ObjectMeta> m => m.Metadata.NamespaceProperty,
             ServiceMonitor m => m.Metadata.Namespace,
+            PrometheusRule m => m.Metadata.Namespace,
             _ => null,
         };
         Assert.Equal(Namespace, ns);

@@ -39,6 +39,8 @@ public sealed record AgentCommandLine(AgentCommand Command, IReadOnlyDictionary<
             string value;
             if (eq > 0)
                 value = arg[(eq + 1)..];
+            else if (setting.IsSwitch)
+                value = "true";
             else if (i + 1 < args.Count)
                 value = args[++i];
             else

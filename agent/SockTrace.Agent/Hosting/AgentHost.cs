@@ -16,10 +16,8 @@ public static class AgentHost
             ContentRootPath = AppContext.BaseDirectory,
         });
         AddLayers(builder.Configuration, commandLine);
-        if (string.IsNullOrEmpty(builder.Configuration[AgentSettings.Urls.ConfigKey]))
-            builder.WebHost.UseUrls(AgentOptions.DefaultUrls);
-        else
-            builder.WebHost.UseUrls(builder.Configuration[AgentSettings.Urls.ConfigKey]!);
+        var options = AgentOptions.From(builder.Configuration);
+        builder.WebHost.UseUrls(Urls(builder.Configuration[AgentSettings.Urls.ConfigKey], options.Tls));
 
         builder.Logging.ClearProviders();
         // A start-up failure is reported once, as one line, by Program; the host's own
@@ -36,7 +34,16 @@ public static class AgentHost
         builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(
             o => o.QueueFullMode = Microsoft.Extensions.Logging.Console.ConsoleLoggerQueueFullMode.DropWrite);
 
-        builder.Services.AddSingleton(AgentOptions.From(builder.Configuration));
+        builder.Services.AddSingleton(options);
+        TlsCertificate? certificate = null;
+        if (options.Tls)
+        {
+            // The slim builder leaves HTTPS out unless asked; the selector runs per handshake,
+            // so a rotated certificate serves the next connection.
+            builder.WebHost.UseKestrelHttpsConfiguration();
+            var tls = certificate = new TlsCertificate(options.TlsCertFile!, options.TlsKeyFile!);
+            builder.WebHost.ConfigureKestrel(kestrel => kestrel.ConfigureHttpsDefaults(https => https.ServerCertificateSelector = (_, _) => tls.Current));
+        }
         builder.Services.AddSingleton(sp => new SeriesLimit(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<AgentOptions>().MaxSeriesPerMetric));
         builder.Services.AddSingleton<Attribution.PodIndex>();
         builder.Services.AddSingleton(sp => new Attribution.PodAttributionSlot(Attribution.PodAttributionService.Create(sp.GetRequiredService<AgentOptions>(), sp.GetRequiredService<Attribution.PodIndex>())));
@@ -52,6 +59,7 @@ public static class AgentHost
         // Before the agent's own service: a missing NODE_NAME or token stops start-up before BPF loads.
         builder.Services.AddHostedService<Attribution.PodAttributionService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
+        builder.Services.AddHostedService<PrivilegeDropService>();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("socktrace", serviceVersion: typeof(AgentHost).Assembly.GetName().Version?.ToString(3)))
             .WithMetrics(metrics => metrics
@@ -59,6 +67,8 @@ public static class AgentHost
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
 
         var app = builder.Build();
+        if (certificate is not null)
+            certificate.Logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger<TlsCertificate>();
         // Instruments exist from the first scrape on, even before any record arrives; the
         // meter provider first, so that it listens to what they record at creation.
         app.Services.GetRequiredService<MeterProvider>();
@@ -67,11 +77,29 @@ public static class AgentHost
         app.Services.GetRequiredService<FdRaceMetrics>();
         app.Services.GetRequiredService<RxMetrics>();
         app.Services.GetRequiredService<ListenMetrics>();
+        app.UseEndpointAuthorization(options);
         app.MapMetrics();
         app.MapGet("/races", (RecentRaces races) => Results.Json(races.Snapshot(), RaceJson.Default.FdRaceArray));
         app.MapGet("/healthz", (AgentService agent) =>
             agent.Healthy ? Results.Text("ok\n") : Results.Text("not observing\n", statusCode: StatusCodes.Status503ServiceUnavailable));
         return app;
+    }
+
+    /// <summary>--urls, or the default in the scheme that TLS (or its absence) calls for; a
+    /// scheme that contradicts the TLS flags is a usage error rather than a silent plain port.</summary>
+    private static string Urls(string? configured, bool tls)
+    {
+        if (string.IsNullOrEmpty(configured))
+            return tls ? AgentOptions.DefaultUrls.Replace("http://", "https://", StringComparison.Ordinal) : AgentOptions.DefaultUrls;
+        foreach (string url in configured.Split(';', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            bool https = url.StartsWith("https://", StringComparison.OrdinalIgnoreCase);
+            if (https != tls)
+                throw new StartupException(ExitCodes.Usage, tls
+                    ? $"invalid {AgentSettings.Urls.Flag} value '{url}': with {AgentSettings.TlsCertFile.Flag} the metrics are served over https://"
+                    : $"invalid {AgentSettings.Urls.Flag} value '{url}': https:// needs {AgentSettings.TlsCertFile.Flag} and {AgentSettings.TlsKeyFile.Flag}");
+        }
+        return configured;
     }
 
     /// <summary>The validated settings alone, without a host (for `socktrace check`).</summary>

@@ -35,6 +35,15 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
     /// <summary>off, or kubernetes: namespace, pod and container labels from cgroups and the API server.</summary>
     public string Attribution { get; init; } = AttributionOff;
 
+    /// <summary>Keep the capabilities after attaching instead of dropping them all.</summary>
+    public bool KeepCapabilities { get; init; }
+
+    public string? TlsCertFile { get; init; }
+    public string? TlsKeyFile { get; init; }
+    public string? AuthTokenFile { get; init; }
+    public bool AuthKubernetes { get; init; }
+    public bool Tls => TlsCertFile is not null;
+
     /// <summary>The hooks to plan and load: all of them, less rx when --rx-metrics is off.</summary>
     public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx);
 
@@ -97,7 +106,27 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
             MaxSeriesPerMetric = (int)maxSeries,
             SeriesIdle = TimeSpan.FromSeconds(idle),
             Attribution = ParseAttribution(config),
-        };
+            KeepCapabilities = ParseBool(config, AgentSettings.KeepCapabilities),
+            TlsCertFile = NonEmpty(config, AgentSettings.TlsCertFile),
+            TlsKeyFile = NonEmpty(config, AgentSettings.TlsKeyFile),
+            AuthTokenFile = NonEmpty(config, AgentSettings.AuthTokenFile),
+            AuthKubernetes = ParseBool(config, AgentSettings.AuthKubernetes),
+        }.CheckTls();
+    }
+
+    private AgentOptions CheckTls()
+    {
+        if ((TlsCertFile is null) != (TlsKeyFile is null))
+            throw TlsCertFile is null
+                ? Invalid(AgentSettings.TlsCertFile, "", $"{AgentSettings.TlsKeyFile.Flag} needs {AgentSettings.TlsCertFile.Flag}")
+                : Invalid(AgentSettings.TlsKeyFile, "", $"{AgentSettings.TlsCertFile.Flag} needs {AgentSettings.TlsKeyFile.Flag}");
+        return this;
+    }
+
+    private static string? NonEmpty(IConfiguration config, AgentSetting setting)
+    {
+        string? text = config[setting.ConfigKey];
+        return text is null ? null : text.Length > 0 ? text : throw Invalid(setting, text, "must name a file");
     }
 
     private static string ParseAttribution(IConfiguration config)
@@ -106,6 +135,14 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
         return attribution is AttributionOff or AttributionKubernetes
             ? attribution
             : throw Invalid(AgentSettings.Attribution, attribution, $"must be {AttributionOff} or {AttributionKubernetes}");
+    }
+
+    private static bool ParseBool(IConfiguration config, AgentSetting setting)
+    {
+        string? text = config[setting.ConfigKey];
+        if (text is null)
+            return false;
+        return bool.TryParse(text, out bool value) ? value : throw Invalid(setting, text, "must be true or false");
     }
 
     private static uint ParseUInt(IConfiguration config, AgentSetting setting, uint fallback)

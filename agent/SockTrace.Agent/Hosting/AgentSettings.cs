@@ -1,7 +1,11 @@
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>Every setting the agent takes, and the three names it goes by.</summary>
-public sealed record AgentSetting(string Flag, string EnvironmentVariable, string ConfigKey, string Help);
+public sealed record AgentSetting(string Flag, string EnvironmentVariable, string ConfigKey, string Help)
+{
+    /// <summary>A switch takes no value on the command line ("true"); `--flag=false` still turns it off.</summary>
+    public bool IsSwitch { get; init; }
+}
 
 public static class AgentSettings
 {
@@ -27,8 +31,18 @@ public static class AgentSettings
         "kernel | reference: records from the BPF programs, or from the in-process model running --scenario (no privileges needed) (default kernel)");
     public static readonly AgentSetting Scenario = new("--scenario", "SOCKTRACE_SCENARIO", "SockTrace:Scenario",
         "with --source reference: the scenario file (JSON) the model runs");
+    public static readonly AgentSetting KeepCapabilities = new("--keep-capabilities", "SOCKTRACE_KEEP_CAPABILITIES", "SockTrace:KeepCapabilities",
+        "keep the capabilities after attaching (by default every one is dropped in every thread once the programs are attached)") { IsSwitch = true };
+    public static readonly AgentSetting TlsCertFile = new("--tls-cert-file", "SOCKTRACE_TLS_CERT_FILE", "SockTrace:TlsCertFile",
+        "serve over HTTPS with this PEM certificate (chain), loaded again when the file changes; needs --tls-key-file");
+    public static readonly AgentSetting TlsKeyFile = new("--tls-key-file", "SOCKTRACE_TLS_KEY_FILE", "SockTrace:TlsKeyFile",
+        "the PEM private key of --tls-cert-file");
+    public static readonly AgentSetting AuthTokenFile = new("--auth-token-file", "SOCKTRACE_AUTH_TOKEN_FILE", "SockTrace:AuthTokenFile",
+        "/metrics and /races answer only requests with this bearer token (Authorization: Bearer TOKEN); /healthz stays open");
+    public static readonly AgentSetting AuthKubernetes = new("--auth-kubernetes", "SOCKTRACE_AUTH_KUBERNETES", "SockTrace:AuthKubernetes",
+        "/metrics and /races answer a bearer token the API server authenticates (TokenReview) and allows to get that URL (SubjectAccessReview), as kube-rbac-proxy does") { IsSwitch = true };
     public static readonly AgentSetting ConfigFile = new("--config", "SOCKTRACE_CONFIG", "",
         "a JSON settings file, e.g. {\"SockTrace\": {\"AttachMode\": \"auto\"}}");
 
-    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, DoubleCloseWindowMs, RxMetrics, MaxSeriesPerMetric, SeriesIdleSeconds, Attribution, Source, Scenario, ConfigFile];
+    public static readonly IReadOnlyList<AgentSetting> All = [Urls, AttachMode, RingBufferBytes, PollIntervalMs, DoubleCloseWindowMs, RxMetrics, MaxSeriesPerMetric, SeriesIdleSeconds, Attribution, Source, Scenario, KeepCapabilities, TlsCertFile, TlsKeyFile, AuthTokenFile, AuthKubernetes, ConfigFile];
 }

@@ -29,6 +29,11 @@ public static class ExitCodes
     public const int Endpoint = 11;
     /// <summary>`socktrace check` with --attribution kubernetes: listing this node's pods failed.</summary>
     public const int KubernetesApi = 12;
+    /// <summary>The capabilities could not be dropped after attaching (--keep-capabilities skips the drop).</summary>
+    public const int Capabilities = 13;
+    /// <summary>A TLS certificate or key, a token file, or the Kubernetes credentials for --auth-kubernetes,
+    /// is missing, unreadable or invalid.</summary>
+    public const int SecurityFile = 14;
 }
 
 /// <summary>A start-up failure with a one-line reason and the exit code to leave with.</summary>

@@ -27,13 +27,16 @@ internal sealed partial class AgentProcess : IDisposable
 
     public int Port { get; }
 
+    public int Pid => _process.Id;
+
     public string Output
     {
         get { lock (_output) return _output.ToString(); }
     }
 
     /// <param name="capabilities">Kubernetes capability names, e.g. BPF, PERFMON.</param>
-    public static AgentProcess Start(IReadOnlyCollection<string> capabilities, bool noNewPrivileges)
+    /// <param name="args">Arguments before --urls, e.g. a container's args (check).</param>
+    public static AgentProcess Start(IReadOnlyCollection<string> capabilities, bool noNewPrivileges, IEnumerable<string>? args = null)
     {
         int port = Host.FreePort();
         string caps = string.Concat(capabilities.Select(c => ",+" + c.ToLowerInvariant()));
@@ -50,6 +53,8 @@ internal sealed partial class AgentProcess : IDisposable
         info.ArgumentList.Add("--");
         info.ArgumentList.Add(Host.Which("dotnet") ?? "dotnet");
         info.ArgumentList.Add(Repo.AgentDll);
+        foreach (string arg in args ?? [])
+            info.ArgumentList.Add(arg);
         info.ArgumentList.Add("--urls");
         info.ArgumentList.Add($"http://127.0.0.1:{port}");
         return new AgentProcess(Process.Start(info)!, port);

@@ -24,6 +24,16 @@ internal static class Manifests
 
     public static Kustomization Kustomization => Strict<Kustomization>(Text("kustomization.yaml"));
 
+    public static PrometheusRule PrometheusRule => Strict<PrometheusRule>(Text("prometheusrule.yaml"));
+
+    /// <summary>`kubectl kustomize DIR`: the documents an apply -k would send, each parsed strictly.</summary>
+    public static List<object> Render(string directory)
+    {
+        var (code, output) = Host.Run(Host.Which("kubectl") ?? "kubectl", ["kustomize", directory]);
+        Assert.True(code == 0, $"kubectl kustomize {directory} ({code}; kubectl ships kustomize):\n{output}");
+        return [.. output.Split("\n---\n").Where(d => d.Trim().Length > 0).Select(Parse)];
+    }
+
     public static T Load<T>(string file) => KubernetesYaml.Deserialize<T>(Text(file), strict: true);
 
     /// <summary>Parses a manifest by its kind; throws on unknown kinds and unknown fields.</summary>
@@ -39,6 +49,7 @@ internal static class Manifests
             "DaemonSet" => KubernetesYaml.Deserialize<V1DaemonSet>(yaml, strict: true),
             "Service" => KubernetesYaml.Deserialize<V1Service>(yaml, strict: true),
             "ServiceMonitor" => Strict<ServiceMonitor>(yaml),
+            "PrometheusRule" => Strict<PrometheusRule>(yaml),
             _ => throw new InvalidDataException($"no model for kind '{kind}'"),
         };
     }
@@ -86,7 +97,55 @@ internal sealed class Endpoint
     public string Port { get; set; } = "";
     public string Path { get; set; } = "";
     public string Interval { get; set; } = "";
+    public string? Scheme { get; set; }
+    public string? BearerTokenFile { get; set; }
+    public TlsConfig? TlsConfig { get; set; }
     public List<Relabeling> Relabelings { get; set; } = [];
+}
+
+internal sealed class TlsConfig
+{
+    public string? ServerName { get; set; }
+    public SecretOrConfigMap? Ca { get; set; }
+}
+
+internal sealed class SecretOrConfigMap
+{
+    public SecretKeySelector? Secret { get; set; }
+}
+
+internal sealed class SecretKeySelector
+{
+    public string Name { get; set; } = "";
+    public string Key { get; set; } = "";
+}
+
+internal sealed class PrometheusRule
+{
+    public string ApiVersion { get; set; } = "";
+    public string Kind { get; set; } = "";
+    public ObjectMeta Metadata { get; set; } = new();
+    public PrometheusRuleSpec Spec { get; set; } = new();
+}
+
+internal sealed class PrometheusRuleSpec
+{
+    public List<RuleGroup> Groups { get; set; } = [];
+}
+
+internal sealed class RuleGroup
+{
+    public string Name { get; set; } = "";
+    public List<AlertRule> Rules { get; set; } = [];
+}
+
+internal sealed class AlertRule
+{
+    public string Alert { get; set; } = "";
+    public string Expr { get; set; } = "";
+    public string? For { get; set; }
+    public Dictionary<string, string> Labels { get; set; } = [];
+    public Dictionary<string, string> Annotations { get; set; } = [];
 }
 
 internal sealed class Relabeling

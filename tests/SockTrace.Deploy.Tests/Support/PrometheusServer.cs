@@ -62,6 +62,8 @@ internal sealed class PrometheusServer : IDisposable
         }, "prometheus to be ready", TimeSpan.FromSeconds(30));
     }
 
+    public string Url => $"http://127.0.0.1:{_port}";
+
     /// <summary>An instant query; returns the whole answer (status, data.result, error).</summary>
     public JsonNode Query(string promql)
     {

@@ -25,6 +25,7 @@ internal sealed class AgentProcess : IDisposable
 
     public int Port { get; }
     public int Pid => _process.Id;
+    public bool HasExited => _process.HasExited;
     public string Stdout { get { lock (_stdout) return _stdout.ToString(); } }
     public string Stderr { get { lock (_stderr) return _stderr.ToString(); } }
 
@@ -37,7 +38,7 @@ internal sealed class AgentProcess : IDisposable
     }
 
     /// <summary>Starts the agent on a free loopback port with extra arguments, without waiting.</summary>
-    public static AgentProcess Start(IEnumerable<string> args, IDictionary<string, string>? environment = null, string? wrapper = null)
+    public static AgentProcess Start(IEnumerable<string> args, IDictionary<string, string>? environment = null, string? wrapper = null, string scheme = "http")
     {
         int port = FreePort();
         var psi = new ProcessStartInfo(wrapper ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
@@ -45,7 +46,7 @@ internal sealed class AgentProcess : IDisposable
             psi.ArgumentList.Add("dotnet");
         psi.ArgumentList.Add(AgentDll());
         psi.ArgumentList.Add("--urls");
-        psi.ArgumentList.Add($"http://127.0.0.1:{port}");
+        psi.ArgumentList.Add($"{scheme}://127.0.0.1:{port}");
         foreach (string a in args)
             psi.ArgumentList.Add(a);
         foreach (var (k, v) in environment ?? new Dictionary<string, string>())

@@ -5,7 +5,8 @@ using System.Threading.Channels;
 namespace SockTrace.Tests.Support;
 
 /// <summary>GET /api/v1/pods on 127.0.0.1: a recorded pod list, or with watch=true a chunked
-/// stream of the events a test sends.</summary>
+/// stream of the events a test sends; and POST of TokenReviews and SubjectAccessReviews,
+/// answered from <see cref="TokenUsers"/> and <see cref="Allowed"/>.</summary>
 internal sealed class FakeKubernetesApi : IDisposable
 {
     private readonly HttpListener _listener;
@@ -40,6 +41,34 @@ internal sealed class FakeKubernetesApi : IDisposable
     public volatile string PodList = "";
 
     public volatile bool Watching;
+
+    /// <summary>Tokens the fake API server authenticates, and whose they are.</summary>
+    public readonly System.Collections.Concurrent.ConcurrentDictionary<string, string> TokenUsers = new();
+
+    /// <summary>(user, verb, non-resource path) that SubjectAccessReviews allow.</summary>
+    public readonly System.Collections.Concurrent.ConcurrentDictionary<(string User, string Verb, string Path), bool> Allowed = new();
+
+    /// <summary>Request bodies of the reviews, in order.</summary>
+    public IReadOnlyList<string> ReviewBodies
+    {
+        get { lock (_requests) return [.. _reviewBodies]; }
+    }
+
+    private readonly List<string> _reviewBodies = [];
+
+    /// <summary>A kubeconfig that points a client at this server.</summary>
+    public string KubeConfig(string path)
+    {
+        File.WriteAllText(path, $$$"""
+            apiVersion: v1
+            kind: Config
+            clusters: [{name: fake, cluster: {server: "{{{Url}}}"}}]
+            users: [{name: agent, user: {token: agent-token}}]
+            contexts: [{name: fake, context: {cluster: fake, user: agent}}]
+            current-context: fake
+            """);
+        return path;
+    }
 
     public IReadOnlyList<string> Requests
     {
@@ -77,7 +106,16 @@ internal sealed class FakeKubernetesApi : IDisposable
         response.ContentType = "application/json";
         try
         {
-            if (!url.StartsWith("/api/v1/pods?", StringComparison.Ordinal))
+            if (context.Request.HttpMethod == "POST" && url.StartsWith("/apis/", StringComparison.Ordinal))
+            {
+                string request = await new StreamReader(context.Request.InputStream).ReadToEndAsync();
+                lock (_requests)
+                    _reviewBodies.Add(request);
+                byte[] body = Encoding.UTF8.GetBytes(Review(url, request));
+                response.StatusCode = body.Length == 0 ? 404 : 201;
+                await response.OutputStream.WriteAsync(body);
+            }
+            else if (!url.StartsWith("/api/v1/pods?", StringComparison.Ordinal))
             {
                 response.StatusCode = 404;
             }
@@ -106,6 +144,31 @@ internal sealed class FakeKubernetesApi : IDisposable
         {
             // The client went away.
         }
+    }
+
+    /// <summary>The review with its status filled in, as the API server returns it.</summary>
+    private string Review(string url, string request)
+    {
+        var review = System.Text.Json.Nodes.JsonNode.Parse(request)!.AsObject();
+        var spec = review["spec"]!;
+        if (url.StartsWith("/apis/authentication.k8s.io/v1/tokenreviews", StringComparison.Ordinal))
+        {
+            string token = spec["token"]!.GetValue<string>();
+            review["status"] = TokenUsers.TryGetValue(token, out string? user)
+                ? new System.Text.Json.Nodes.JsonObject { ["authenticated"] = true, ["user"] = new System.Text.Json.Nodes.JsonObject { ["username"] = user, ["uid"] = "uid-" + user, ["groups"] = new System.Text.Json.Nodes.JsonArray("system:authenticated") } }
+                : new System.Text.Json.Nodes.JsonObject { ["authenticated"] = false, ["error"] = "invalid bearer token" };
+        }
+        else if (url.StartsWith("/apis/authorization.k8s.io/v1/subjectaccessreviews", StringComparison.Ordinal))
+        {
+            var attributes = spec["nonResourceAttributes"];
+            bool allowed = attributes is not null && Allowed.ContainsKey((spec["user"]!.GetValue<string>(), attributes["verb"]!.GetValue<string>(), attributes["path"]!.GetValue<string>()));
+            review["status"] = new System.Text.Json.Nodes.JsonObject { ["allowed"] = allowed, ["reason"] = allowed ? "allowed by test" : "" };
+        }
+        else
+        {
+            return "";
+        }
+        return review.ToJsonString();
     }
 
     public void Dispose()
