@@ -26,7 +26,9 @@ public sealed class AgentMetrics
         meter.CreateObservableCounter("socktrace.records.produced", ObserveProduced,
             description: "Records the kernel tried to write to the ring buffer; equals the sum of socktrace_events_total and socktrace_ringbuf_drops_total once the ring is drained.");
         meter.CreateObservableCounter("socktrace.untracked_calls", ObserveUntracked,
-            description: "Traced calls (accept, dup2, close) that produced no record because their in-flight map entry could not be stored (counted in the kernel).");
+            description: "Traced calls that produced no record, by reason (counted in the kernel): map_full, an in-flight map entry (accept, dup2, close) could not be stored; no_entry, an accept returned with no entry (begun before the agent attached, or evicted); return_missed, an accept's return was never seen.");
+        meter.CreateObservableCounter("socktrace.kretprobe.misses", ObserveKretprobeMisses,
+            description: "Returns each kretprobe program missed because all of its maxactive instances were in use (the kernel's nmissed: tracefs kprobe_profile, or the BPF link's info).");
         meter.CreateObservableCounter("socktrace.program.misses", ObserveMisses,
             description: "Runs of each attached BPF program that the kernel skipped because another BPF program was running on that CPU (bpf_prog_info.recursion_misses): events lost to the kernel's recursion guard.");
         meter.CreateObservableGauge("socktrace.probe.info", ObserveProbes,
@@ -65,8 +67,18 @@ public sealed class AgentMetrics
 
     private IEnumerable<Measurement<long>> ObserveUntracked()
     {
-        if (_source?.CallsUntracked is { } untracked)
-            yield return new((long)untracked);
+        if (_source is not { } source)
+            yield break;
+        foreach (var (reason, calls) in source.UntrackedCalls())
+            yield return new((long)calls, new KeyValuePair<string, object?>("reason", reason));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveKretprobeMisses()
+    {
+        if (_source is not { } source)
+            yield break;
+        foreach (var (program, missed) in source.KretprobeMisses())
+            yield return new((long)missed, new KeyValuePair<string, object?>("program", program));
     }
 
     private IEnumerable<Measurement<long>> ObserveMisses()
