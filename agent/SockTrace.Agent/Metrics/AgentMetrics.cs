@@ -19,6 +19,8 @@ public sealed class AgentMetrics
         var meter = meterFactory.Create(SockTraceMeter.Name);
         meter.CreateObservableCounter("socktrace.events", ObserveEvents,
             description: "Records received from the kernel, by type; type=\"invalid\" counts malformed records that were rejected.");
+        meter.CreateObservableCounter("socktrace.records.rejected", ObserveRejected,
+            description: "Records the decoder rejected, by reason (short, size, type: malformed; exit_before_entry, family, errno: an accept no kernel can have meant); they add up to socktrace_events_total{type=\"invalid\"}.");
         meter.CreateObservableCounter("socktrace.ringbuf.drops", ObserveDrops,
             description: "Records lost because the ring buffer was full (counted in the kernel).");
         // Observed after the two above, so a scrape reads it last: records in flight can only
@@ -51,6 +53,14 @@ public sealed class AgentMetrics
         yield return new(decoder.Invalid, new KeyValuePair<string, object?>("type", RecordTypeNames[0]));
         for (uint type = 1; type < RecordTypes.Count; type++)
             yield return new(decoder.Decoded(type), new KeyValuePair<string, object?>("type", RecordTypeNames[type]));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveRejected()
+    {
+        if (_decoder is not { } decoder)
+            yield break;
+        for (int reason = 0; reason < RejectReasons.Count; reason++)
+            yield return new(decoder.Rejected(reason), new KeyValuePair<string, object?>("reason", RejectReasons.Label(reason)));
     }
 
     private IEnumerable<Measurement<long>> ObserveDrops()

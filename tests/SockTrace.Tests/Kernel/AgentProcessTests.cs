@@ -41,6 +41,9 @@ public sealed class AgentProcessTests
         Assert.Equal(0, samples.Sum("socktrace_untracked_calls_total", ("reason", "map_full")));
         Assert.Equal(0, samples.Sum("socktrace_untracked_calls_total", ("reason", "return_missed")));
         Assert.Equal(0, samples.Sum("socktrace_events_total", ("type", "invalid")));
+        Assert.Equal(["errno", "exit_before_entry", "family", "short", "size", "type"],
+            samples.Where(s => s.Name == "socktrace_records_rejected_total").Select(s => s.Labels["reason"]).Order());
+        Assert.Equal(0, samples.Sum("socktrace_records_rejected_total"));
         Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "accept"), ("mode", KernelPipeline.ExpectedMode(Hooks.Accept))));
         Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "sock_established"), ("mode", KernelPipeline.ExpectedMode(Hooks.SockEstablished))));
         Assert.Equal(1, samples.Sum("socktrace_build_info"));

@@ -51,8 +51,7 @@ public sealed class UntrackedCallsTests
         ulong expected = KernelPipeline.ExpectedMode(SockTrace.Agent.Bpf.Hooks.Accept) == "tracepoint" ? 1UL : 0UL;
         Thread.Sleep(500);
         Assert.Equal(expected, Untracked(pipeline, UntrackedReasons.NoEntry) - before);
-        Assert.DoesNotContain(pipeline.Accepts.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<long>(port)(m));
-        Assert.DoesNotContain(pipeline.Duration.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<double>(port)(m));
+        Assert.DoesNotContain(pipeline.ScrapeAccepts(), s => s.Labels.GetValueOrDefault("port") == Text(port));
     }
 
     /// <summary>
@@ -110,9 +109,8 @@ public sealed class UntrackedCallsTests
             Eventually.True(() => Untracked(pipeline, UntrackedReasons.ReturnMissed) - missedBefore >= 1, "return_missed counted");
             Thread.Sleep(200);
             Assert.Equal(1UL, Untracked(pipeline, UntrackedReasons.ReturnMissed) - missedBefore);
-            Assert.DoesNotContain(pipeline.Accepts.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<long>(port)(m));
-            Assert.DoesNotContain(pipeline.Errors.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<long>(port)(m));
-            Assert.DoesNotContain(pipeline.Duration.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<double>(port)(m));
+            // No accept family has a series for that port: no record claimed it.
+            Assert.DoesNotContain(pipeline.ScrapeAccepts(), s => s.Labels.GetValueOrDefault("port") == Text(port));
         }
         finally
         {
@@ -147,10 +145,14 @@ public sealed class UntrackedCallsTests
         double waited = System.Diagnostics.Stopwatch.GetElapsedTime(connected).TotalSeconds;
         Assert.Equal(((System.Net.IPEndPoint)next.LocalEndPoint!).Port, ((System.Net.IPEndPoint)second.RemoteEndPoint!).Port);
 
-        Assert.Equal(2, pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 2).Sum(m => m.Value));
-        var queueWait = Assert.Single(pipeline.Settle(pipeline.QueueWait, KernelPipeline.OnPort<double>(port), 1));
-        Assert.InRange(queueWait.Value, wait.TotalSeconds * 0.9, waited * 1.1);
+        var scrape = pipeline.SettleScrape("socktrace_accepts_total", port, 2);
+        Assert.Equal(2, scrape.Sum("socktrace_accepts_total", ("port", Text(port))));
+        Assert.Equal(2, scrape.Sum("socktrace_accept_duration_seconds_count", ("port", Text(port))));
+        Assert.Equal(1, scrape.Sum("socktrace_accept_queue_wait_seconds_count", ("port", Text(port))));
+        Assert.InRange(scrape.Sum("socktrace_accept_queue_wait_seconds_sum", ("port", Text(port))), wait.TotalSeconds * 0.9, waited * 1.1);
     }
+
+    private static string Text(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static ulong Untracked(KernelPipeline pipeline, string reason) =>
         pipeline.Source.UntrackedCalls().Single(u => u.Reason == reason).Calls;
