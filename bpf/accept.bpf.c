@@ -16,6 +16,7 @@
 #define AF_INET6 10
 #define S_IFMT 00170000
 #define S_IFSOCK 0140000
+#define EEXIST 17
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
@@ -23,10 +24,17 @@ struct accept_call {
 	__u64 enter_ns;
 	__u64 sk; /* the accepted sock, when a hook on inet_csk_accept saw it */
 	__u16 lport;
-	__u16 _pad[3];
+	__u16 inet; /* 0: not a TCP/IP listener (AF_UNIX, not a socket): no record */
+	__u16 _pad[2];
 };
 
-/* Calls in flight, by thread. LRU: a thread killed inside accept never returns. */
+/*
+ * Calls in flight, by thread. LRU: a thread killed inside accept never returns.
+ * Every accept call has an entry, one on a UNIX socket too, so that each return finds
+ * its own call's entry: a return that finds none is a loss (ST_COUNTER_NO_ENTRY), and a
+ * call that finds its thread's previous entry still here is a lost return
+ * (ST_COUNTER_RETURN_MISSED), never a UNIX accept taking over a TCP call's entry.
+ */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -102,20 +110,25 @@ static __always_inline void accept_enter(long listen_fd)
 	__u64 id = bpf_get_current_pid_tgid();
 	struct accept_call call = {};
 	struct sock *sk = sock_of_fd(listen_fd);
-	__u16 family;
+	__u16 family = sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
+	long err;
 
-	/* Only TCP/IP listeners: accept on a UNIX socket has no port to report. */
-	if (!sk)
-		return;
-	family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (family != AF_INET && family != AF_INET6)
-		return;
-	st_mark_acceptor(id >> 32);
-	/* The queue this call is about to take from, as `ss -lnt` would show it now. */
-	st_listen_seen(sk, 0);
-	call.enter_ns = bpf_ktime_get_ns();
-	call.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-	if (bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_ANY))
+	/* Only TCP/IP listeners make records: accept on a UNIX socket has no port to report. */
+	if (family == AF_INET || family == AF_INET6) {
+		st_mark_acceptor(id >> 32);
+		/* The queue this call is about to take from, as `ss -lnt` would show it now. */
+		st_listen_seen(sk, 0);
+		call.inet = 1;
+		call.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
+		call.enter_ns = bpf_ktime_get_ns();
+	}
+	/* BPF_NOEXIST: one map write on the common path, and a left-over entry is seen. */
+	err = bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_NOEXIST);
+	if (err == -EEXIST) {
+		st_count(ST_COUNTER_RETURN_MISSED);
+		err = bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_ANY);
+	}
+	if (err)
 		st_count(ST_COUNTER_PENDING_FULL);
 }
 
@@ -155,8 +168,14 @@ static __always_inline void accept_exit(long ret)
 	__u64 closed_ns = 0;
 	struct sock *sk;
 
-	if (!call)
+	if (!call) {
+		/* The call began before the programs were attached, or its entry was evicted
+		 * from the full LRU map. */
+		st_count(ST_COUNTER_NO_ENTRY);
 		return;
+	}
+	if (!call->inet)
+		goto out;
 	if (ret >= 0)
 		closed_ns = st_fd_closed_by_other(ret);
 	rec = st_reserve(sizeof(*rec));
@@ -233,6 +252,17 @@ static __always_inline void sock_state_change(const struct sock *sk, int oldstat
 		client_established(sk);
 	if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
 		st_listen_forget(sk);
+	/*
+	 * A child that dies in the accept queue (reset, or its listener closed:
+	 * inet_csk_listen_stop() -> tcp_disconnect()) goes to CLOSE from the only states a
+	 * queued child can be in. Its stamp goes with it: the sock's memory is reused, and a
+	 * later socket at this address must not read it. An accepted socket's stamp was
+	 * taken at accept; its ordinary close passes FIN_WAIT or LAST_ACK and costs nothing here.
+	 */
+	if (newstate == TCP_CLOSE && (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT)) {
+		bpf_map_delete_elem(&st_established, &key);
+		return;
+	}
 	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
 		return;
 	now = bpf_ktime_get_ns();

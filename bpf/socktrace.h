@@ -24,7 +24,10 @@
 #define ST_COUNTER_RINGBUF_DROPS 0  /* bpf_ringbuf_reserve failed: record lost */
 #define ST_COUNTER_PENDING_FULL 1   /* in-flight map update failed: call not traced */
 #define ST_COUNTER_PRODUCED 2       /* every reserve attempt: produced = delivered + dropped */
-#define ST_COUNTER_COUNT 3
+#define ST_COUNTER_NO_ENTRY 3       /* an accept returned and found no in-flight entry: not traced */
+#define ST_COUNTER_RETURN_MISSED 4  /* an accept began while its thread's previous call still had
+				     * its entry: that call's return was never seen */
+#define ST_COUNTER_COUNT 5
 
 /* Every record starts with this header. */
 struct st_record_header {

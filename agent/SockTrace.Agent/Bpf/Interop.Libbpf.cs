@@ -60,6 +60,9 @@ internal static unsafe partial class Interop
         internal static partial int bpf_link__destroy(nint link);
 
         [LibraryImport(Library)]
+        internal static partial int bpf_link__fd(nint link);
+
+        [LibraryImport(Library)]
         internal static partial int bpf_map__fd(nint map);
 
         [LibraryImport(Library)]

@@ -14,6 +14,7 @@ public sealed partial class KernelEventSource : IEventSource
     private readonly List<BpfLinkHandle> _links = [];
     private readonly List<string> _attached = [];
     private readonly PerCpuCounters _counters;
+    private readonly KretprobeMisses _kretprobes;
     private readonly RingBufferReader _reader;
     private readonly ILogger _logger;
 
@@ -34,6 +35,7 @@ public sealed partial class KernelEventSource : IEventSource
                 DoubleCloseWindowNs = (ulong)(options.DoubleCloseWindow.Ticks * 100),
             });
             _object.Load();
+            _kretprobes = new KretprobeMisses(kernel.Tracefs);
             bool kprobeEvents = KprobeEvents.Writable(kernel.Tracefs);
             foreach (var hook in plan)
             {
@@ -69,7 +71,14 @@ public sealed partial class KernelEventSource : IEventSource
 
     public ulong? RecordsProduced => _counters.Read(KernelCounters.RecordsProduced);
 
-    public ulong? CallsUntracked => _counters.Read(KernelCounters.PendingMapFull);
+    public IReadOnlyList<(string Reason, ulong Calls)> UntrackedCalls() =>
+    [
+        (UntrackedReasons.MapFull, _counters.Read(KernelCounters.PendingMapFull)),
+        (UntrackedReasons.NoEntry, _counters.Read(KernelCounters.NoEntry)),
+        (UntrackedReasons.ReturnMissed, _counters.Read(KernelCounters.ReturnMissed)),
+    ];
+
+    public IReadOnlyList<(string Program, ulong Missed)> KretprobeMisses() => _kretprobes.Read();
 
     /// <summary>The rx hook's per-device counters; empty when the hook is not loaded.</summary>
     public RxDeviceCounters RxDevices { get; }
@@ -95,12 +104,18 @@ public sealed partial class KernelEventSource : IEventSource
 
     private BpfLinkHandle Attach(HookProgram program, bool kprobeEvents, string tracefs)
     {
-        if (!program.BlockingReturn)
-            return _object.Attach(program.Name);
-        if (kprobeEvents)
-            return KprobeEvents.AttachKretprobe(_object, program.Name, program.KernelFunction!, tracefs);
-        LogDefaultMaxActive(program.KernelFunction!);
-        return _object.Attach(program.Name);
+        if (program.BlockingReturn && kprobeEvents)
+        {
+            var created = KprobeEvents.AttachKretprobe(_object, program.Name, program.KernelFunction!, tracefs, out string eventName);
+            _kretprobes.AddEvent(program.Name, eventName);
+            return created;
+        }
+        if (program.BlockingReturn)
+            LogDefaultMaxActive(program.KernelFunction!);
+        var link = _object.Attach(program.Name);
+        if (Bpf.KretprobeMisses.IsKretprobe(program.Name))
+            _kretprobes.AddLink(program.Name, link);
+        return link;
     }
 
     private void Detach()

@@ -25,12 +25,14 @@ internal static unsafe partial class KprobeEvents
         return File.Exists(path) && access(path, 2) == 0;
     }
 
-    public static BpfLinkHandle AttachKretprobe(BpfObject obj, string program, string function, string tracefs)
+    /// <param name="eventName">The kprobe event made for it (its line in kprobe_profile).</param>
+    public static BpfLinkHandle AttachKretprobe(BpfObject obj, string program, string function, string tracefs, out string eventName)
     {
         string eventsFile = Path.Combine(tracefs, "kprobe_events");
         // Unique per attachment: one process may hold several objects (tests do), and
         // creating an event name that exists fails with EEXIST.
         string name = $"{Group}_{Environment.ProcessId}_{Interlocked.Increment(ref s_attachments)}_{program}";
+        eventName = name;
         RemoveStale(eventsFile);
         Append(eventsFile, $"r{MaxActive}:{Group}/{name} {function}");
         try

@@ -12,9 +12,13 @@ public interface IEventSource : IDisposable
     /// <summary>Records the source tried to hand over, delivered or dropped; null when it does not count them.</summary>
     ulong? RecordsProduced => null;
 
-    /// <summary>Calls that produced no record because their in-flight entry could not be
-    /// stored (the call's entry and return are paired through a map); null when not counted.</summary>
-    ulong? CallsUntracked => null;
+    /// <summary>Traced calls that produced no record, by reason (<see cref="UntrackedReasons"/>):
+    /// a call's entry and return are paired through an in-flight map; empty when not counted.</summary>
+    IReadOnlyList<(string Reason, ulong Calls)> UntrackedCalls() => [];
+
+    /// <summary>Per kretprobe program, the returns the kernel missed (nmissed); empty where none
+    /// is attached or the kernel does not count them.</summary>
+    IReadOnlyList<(string Program, ulong Missed)> KretprobeMisses() => [];
 
     /// <summary>Per attached program, the runs the kernel skipped because another BPF program
     /// was running on that CPU; empty when not counted.</summary>

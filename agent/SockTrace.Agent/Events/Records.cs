@@ -34,6 +34,23 @@ public static class KernelCounters
     public const uint RingBufferDrops = 0;
     public const uint PendingMapFull = 1;
     public const uint RecordsProduced = 2;
+    public const uint NoEntry = 3;
+    public const uint ReturnMissed = 4;
+}
+
+/// <summary>The reason label of socktrace_untracked_calls_total.</summary>
+public static class UntrackedReasons
+{
+    /// <summary>The call's in-flight entry could not be stored (ST_COUNTER_PENDING_FULL).</summary>
+    public const string MapFull = "map_full";
+
+    /// <summary>An accept returned and found no entry: it began before the programs were
+    /// attached, or its entry was evicted from the full LRU map (ST_COUNTER_NO_ENTRY).</summary>
+    public const string NoEntry = "no_entry";
+
+    /// <summary>An accept began while its thread's previous call still had an entry: that
+    /// call's return was never seen (ST_COUNTER_RETURN_MISSED).</summary>
+    public const string ReturnMissed = "return_missed";
 }
 
 [StructLayout(LayoutKind.Sequential)]

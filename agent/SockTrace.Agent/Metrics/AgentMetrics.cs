@@ -19,6 +19,8 @@ public sealed class AgentMetrics
         var meter = meterFactory.Create(SockTraceMeter.Name);
         meter.CreateObservableCounter("socktrace.events", ObserveEvents,
             description: "Records received from the kernel, by type; type=\"invalid\" counts malformed records that were rejected.");
+        meter.CreateObservableCounter("socktrace.records.rejected", ObserveRejected,
+            description: "Records the decoder rejected, by reason (short, size, type: malformed; exit_before_entry, family, errno: an accept no kernel can have meant); they add up to socktrace_events_total{type=\"invalid\"}.");
         meter.CreateObservableCounter("socktrace.ringbuf.drops", ObserveDrops,
             description: "Records lost because the ring buffer was full (counted in the kernel).");
         // Observed after the two above, so a scrape reads it last: records in flight can only
@@ -26,7 +28,9 @@ public sealed class AgentMetrics
         meter.CreateObservableCounter("socktrace.records.produced", ObserveProduced,
             description: "Records the kernel tried to write to the ring buffer; equals the sum of socktrace_events_total and socktrace_ringbuf_drops_total once the ring is drained.");
         meter.CreateObservableCounter("socktrace.untracked_calls", ObserveUntracked,
-            description: "Traced calls (accept, dup2, close) that produced no record because their in-flight map entry could not be stored (counted in the kernel).");
+            description: "Traced calls that produced no record, by reason (counted in the kernel): map_full, an in-flight map entry (accept, dup2, close) could not be stored; no_entry, an accept returned with no entry (begun before the agent attached, or evicted); return_missed, an accept's return was never seen.");
+        meter.CreateObservableCounter("socktrace.kretprobe.misses", ObserveKretprobeMisses,
+            description: "Returns each kretprobe program missed because all of its maxactive instances were in use (the kernel's nmissed: tracefs kprobe_profile, or the BPF link's info).");
         meter.CreateObservableCounter("socktrace.program.misses", ObserveMisses,
             description: "Runs of each attached BPF program that the kernel skipped because another BPF program was running on that CPU (bpf_prog_info.recursion_misses): events lost to the kernel's recursion guard.");
         meter.CreateObservableGauge("socktrace.probe.info", ObserveProbes,
@@ -51,6 +55,14 @@ public sealed class AgentMetrics
             yield return new(decoder.Decoded(type), new KeyValuePair<string, object?>("type", RecordTypeNames[type]));
     }
 
+    private IEnumerable<Measurement<long>> ObserveRejected()
+    {
+        if (_decoder is not { } decoder)
+            yield break;
+        for (int reason = 0; reason < RejectReasons.Count; reason++)
+            yield return new(decoder.Rejected(reason), new KeyValuePair<string, object?>("reason", RejectReasons.Label(reason)));
+    }
+
     private IEnumerable<Measurement<long>> ObserveDrops()
     {
         if (_source is { } source)
@@ -65,8 +77,18 @@ public sealed class AgentMetrics
 
     private IEnumerable<Measurement<long>> ObserveUntracked()
     {
-        if (_source?.CallsUntracked is { } untracked)
-            yield return new((long)untracked);
+        if (_source is not { } source)
+            yield break;
+        foreach (var (reason, calls) in source.UntrackedCalls())
+            yield return new((long)calls, new KeyValuePair<string, object?>("reason", reason));
+    }
+
+    private IEnumerable<Measurement<long>> ObserveKretprobeMisses()
+    {
+        if (_source is not { } source)
+            yield break;
+        foreach (var (program, missed) in source.KretprobeMisses())
+            yield return new((long)missed, new KeyValuePair<string, object?>("program", program));
     }
 
     private IEnumerable<Measurement<long>> ObserveMisses()

@@ -6,6 +6,7 @@ using SockTrace.Agent.Events;
 using SockTrace.Agent.Hosting;
 using SockTrace.Agent.Reference;
 using SockTrace.Reference.Tests.Support;
+using SockTrace.Tests.Support;
 
 namespace SockTrace.Reference.Tests.Agent;
 
@@ -70,14 +71,19 @@ public sealed class ReferenceSourceTests
     }
 
     [Fact]
+    [System.Runtime.Versioning.SupportedOSPlatform("linux")]
     public async Task TheAgentServesTheModelsMetricsWithoutPrivileges()
     {
         int port = FreePort();
         string dll = Path.Combine(RepoRoot(), "agent", "SockTrace.Agent", "bin",
             new DirectoryInfo(AppContext.BaseDirectory.TrimEnd('/')).Parent!.Name, "net10.0", "socktrace.dll");
-        string[] agent = ["dotnet", dll, "--source", "reference", "--scenario", ScenarioFile("dup2-busy"), "--urls", $"http://127.0.0.1:{port}"];
-        // As root, drop to nobody: the reference source must need no privilege at all.
-        string[] command = Environment.UserName == "root" && File.Exists("/usr/bin/setpriv")
+        // As root, drop to nobody: the reference source must need no privilege at all. The
+        // clone may be closed to nobody (under /root), so nobody runs a copy of the build.
+        bool asNobody = Environment.UserName == "root";
+        using var copy = asNobody ? ReadableAgentCopy.Of(dll) : null;
+        string scenario = copy?.Add(ScenarioFile("dup2-busy")) ?? ScenarioFile("dup2-busy");
+        string[] agent = ["dotnet", copy?.Dll ?? dll, "--source", "reference", "--scenario", scenario, "--urls", $"http://127.0.0.1:{port}"];
+        string[] command = asNobody
             ? ["/usr/bin/setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", "env", "HOME=/tmp", .. agent]
             : agent;
         var start = new ProcessStartInfo(command[0], command[1..]) { RedirectStandardOutput = true, RedirectStandardError = true };

@@ -15,7 +15,9 @@ namespace SockTrace.Tests.Events;
 /// </summary>
 public sealed class RecordDecoderFuzzTests
 {
-    private enum Shape { Accept, FdRace, Truncated, Oversized, BitFlipped, SizeLies, Garbage }
+    private enum Shape { Accept, FdRace, Truncated, Oversized, BitFlipped, SizeLies, Garbage, ExitBeforeEntry, ImpossibleFamily, ImpossibleErrno }
+
+    private const int MaxErrno = 4095;
 
     private static readonly int AcceptSize = Unsafe.SizeOf<AcceptRecord>();
     private static readonly int RaceSize = Unsafe.SizeOf<FdRaceRecord>();
@@ -34,7 +36,9 @@ public sealed class RecordDecoderFuzzTests
         using var races = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.fd_races");
         var decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
 
-        var expected = new Dictionary<string, long> { ["accept"] = 0, ["fd_race"] = 0, ["invalid"] = 0 };
+        var expected = new Dictionary<string, long> { ["accept"] = 0, ["fd_race"] = 0 };
+        for (int reason = 0; reason < RejectReasons.Count; reason++)
+            expected[RejectReasons.Label(reason)] = 0;
         var shapes = Enum.GetValues<Shape>().ToDictionary(s => s, _ => 0);
         for (int i = 0; i < records; i++)
         {
@@ -45,10 +49,15 @@ public sealed class RecordDecoderFuzzTests
             decoder.OnRecord(record);
         }
 
-        Assert.All(shapes, s => Assert.True(s.Value > records / 10, $"{s.Key}: only {s.Value} generated"));
+        Assert.All(shapes, s => Assert.True(s.Value > records / 20, $"{s.Key}: only {s.Value} generated"));
         Assert.Equal(expected["accept"], decoder.Decoded(RecordTypes.Accept));
         Assert.Equal(expected["fd_race"], decoder.Decoded(RecordTypes.FdRace));
-        Assert.Equal(expected["invalid"], decoder.Invalid);
+        // Each rejected record under the reason it was made for.
+        for (int reason = 0; reason < RejectReasons.Count; reason++)
+            Assert.True(expected[RejectReasons.Label(reason)] == decoder.Rejected(reason),
+                $"{RejectReasons.Label(reason)}: expected {expected[RejectReasons.Label(reason)]}, rejected {decoder.Rejected(reason)}");
+        Assert.All(Enumerable.Range(0, RejectReasons.Count), reason => Assert.True(expected[RejectReasons.Label(reason)] > 0, $"no {RejectReasons.Label(reason)} record generated"));
+        Assert.Equal(expected.Where(e => e.Key is not ("accept" or "fd_race")).Sum(e => e.Value), decoder.Invalid);
         // Every accepted record reached its metric, every rejected one none.
         Assert.Equal(expected["accept"], accepts.GetMeasurementSnapshot().Sum(m => m.Value) + errors.GetMeasurementSnapshot().Sum(m => m.Value));
         Assert.Equal(expected["fd_race"], races.GetMeasurementSnapshot().Sum(m => m.Value));
@@ -72,7 +81,7 @@ public sealed class RecordDecoderFuzzTests
                 byte[] cut = whole[..random.Next(whole.Length)];
                 if (cut.Length >= HeaderSize && random.Next(2) == 0)
                     SetSize(cut, (uint)cut.Length);
-                outcome = "invalid";
+                outcome = cut.Length < HeaderSize ? "short" : "size";
                 return cut;
             }
             case Shape.Oversized:
@@ -82,19 +91,49 @@ public sealed class RecordDecoderFuzzTests
                 whole.CopyTo(longer, 0);
                 random.NextBytes(longer.AsSpan(whole.Length));
                 SetSize(longer, (uint)longer.Length);
-                outcome = "invalid";
+                outcome = "size";
                 return longer;
             }
             case Shape.BitFlipped:
             {
                 // A flip in the header changes the type to one no record has (1 and 2 differ
-                // in two bits) or the size away from the length; elsewhere it is just data.
+                // in two bits) or the size away from the length; in an accept's stamps, ret or
+                // family it may change what the record says; elsewhere it is just data.
                 byte[] record = Valid(random, AnyType(random));
                 int bit = random.Next(record.Length * 8);
                 record[bit / 8] ^= (byte)(1 << (bit % 8));
-                bool inHeader = bit < HeaderSize * 8;
-                uint type = MemoryMarshal.Read<RecordHeader>(record).Type;
-                outcome = inHeader ? "invalid" : type == RecordTypes.Accept ? "accept" : "fd_race";
+                outcome = bit < 32 ? "type" : bit < HeaderSize * 8 ? "size" : Meaning(record);
+                return record;
+            }
+            case Shape.ExitBeforeEntry:
+            {
+                byte[] record = Valid(random, RecordTypes.Accept);
+                ref var r = ref MemoryMarshal.AsRef<AcceptRecord>(record.AsSpan());
+                r.ExitNs = r.EnterNs - 1 - (ulong)random.NextInt64(0, (long)Math.Min(r.EnterNs - 1, 10_000_000_000UL));
+                outcome = "exit_before_entry";
+                return record;
+            }
+            case Shape.ImpossibleFamily:
+            {
+                byte[] record = Valid(random, RecordTypes.Accept);
+                ref var r = ref MemoryMarshal.AsRef<AcceptRecord>(record.AsSpan());
+                // A family no inet sock has, or any family on a failed call.
+                if (r.Ret < 0)
+                    r.Family = (ushort)(random.Next(2) == 0 ? 2 : 10);
+                else
+                    do
+                        r.Family = (ushort)random.Next(ushort.MaxValue + 1);
+                    while (r.Family is 0 or 2 or 10);
+                outcome = "family";
+                return record;
+            }
+            case Shape.ImpossibleErrno:
+            {
+                byte[] record = Valid(random, RecordTypes.Accept);
+                ref var r = ref MemoryMarshal.AsRef<AcceptRecord>(record.AsSpan());
+                r.Family = 0;
+                r.Ret = random.Next(int.MinValue, -MaxErrno);
+                outcome = "errno";
                 return record;
             }
             case Shape.SizeLies:
@@ -105,45 +144,72 @@ public sealed class RecordDecoderFuzzTests
                     size = (uint)random.NextInt64(uint.MaxValue + 1L);
                 while (size == record.Length);
                 SetSize(record, size);
-                outcome = "invalid";
+                outcome = "size";
                 return record;
             }
             default:
             {
                 byte[] garbage = new byte[random.Next(512)];
                 random.NextBytes(garbage);
-                outcome = WellFormed(garbage) ?? "invalid";
+                outcome = WellFormed(garbage);
                 return garbage;
             }
         }
     }
 
-    /// <summary>Random garbage is decodable only if its header happens to be exactly right.</summary>
-    private static string? WellFormed(byte[] bytes)
+    /// <summary>Random garbage is decodable only if its header happens to be exactly right,
+    /// and an accept only if it also means something.</summary>
+    private static string WellFormed(byte[] bytes)
     {
         if (bytes.Length < HeaderSize)
-            return null;
+            return "short";
         var header = MemoryMarshal.Read<RecordHeader>(bytes);
         if (header.Size != bytes.Length)
-            return null;
+            return "size";
         return header.Type switch
         {
-            RecordTypes.Accept when bytes.Length == AcceptSize => "accept",
+            RecordTypes.Accept when bytes.Length == AcceptSize => Meaning(bytes),
             RecordTypes.FdRace when bytes.Length == RaceSize => "fd_race",
-            _ => null,
+            RecordTypes.Accept or RecordTypes.FdRace => "size",
+            _ => "type",
         };
+    }
+
+    /// <summary>The rules for a well-formed record, written from the ABI (bpf/socktrace.h): an
+    /// accept returns after it is called; its family is 0, AF_INET or AF_INET6, and 0 when it
+    /// failed; a failure is -errno, 1 to 4095.</summary>
+    private static string Meaning(byte[] record)
+    {
+        if (MemoryMarshal.Read<RecordHeader>(record).Type != RecordTypes.Accept)
+            return "fd_race";
+        var r = MemoryMarshal.Read<AcceptRecord>(record);
+        if (r.ExitNs < r.EnterNs)
+            return "exit_before_entry";
+        if (r.Family is not (0 or 2 or 10) || (r.Ret < 0 && r.Family != 0))
+            return "family";
+        return r.Ret < -MaxErrno ? "errno" : "accept";
     }
 
     private static uint AnyType(Random random) => random.Next(2) == 0 ? RecordTypes.Accept : RecordTypes.FdRace;
 
-    /// <summary>A well-formed record whose every other field is random: ports, errnos, comms
-    /// that are not UTF-8, timestamps that run backwards, kinds no kernel sends.</summary>
+    /// <summary>A well-formed record whose every other field is random: ports, fds, comms
+    /// that are not UTF-8, established stamps anywhere, kinds no kernel sends; an accept's
+    /// stamps, ret and family within what a kernel can send.</summary>
     private static byte[] Valid(Random random, uint type)
     {
         int size = type == RecordTypes.Accept ? AcceptSize : RaceSize;
         byte[] bytes = new byte[size];
         random.NextBytes(bytes);
         MemoryMarshal.Write(bytes, new RecordHeader { Type = type, Size = (uint)size });
+        if (type == RecordTypes.Accept)
+        {
+            ref var r = ref MemoryMarshal.AsRef<AcceptRecord>(bytes.AsSpan());
+            r.EnterNs = (ulong)random.NextInt64(2, long.MaxValue / 2);
+            r.ExitNs = r.EnterNs + (ulong)random.NextInt64(0, 100_000_000_000);
+            bool failed = random.Next(2) == 0;
+            r.Ret = failed ? -random.Next(1, MaxErrno + 1) : random.Next(int.MaxValue);
+            r.Family = failed ? (ushort)0 : (ushort)(random.Next(3) switch { 0 => 0, 1 => 2, _ => 10 });
+        }
         return bytes;
     }
 

@@ -90,6 +90,8 @@ public sealed class RecordLayoutTests
         Assert.Equal(KernelCounters.RingBufferDrops, CLayout.Value["ST_COUNTER_RINGBUF_DROPS"]);
         Assert.Equal(KernelCounters.PendingMapFull, CLayout.Value["ST_COUNTER_PENDING_FULL"]);
         Assert.Equal(KernelCounters.RecordsProduced, CLayout.Value["ST_COUNTER_PRODUCED"]);
+        Assert.Equal(KernelCounters.NoEntry, CLayout.Value["ST_COUNTER_NO_ENTRY"]);
+        Assert.Equal(KernelCounters.ReturnMissed, CLayout.Value["ST_COUNTER_RETURN_MISSED"]);
         Assert.Equal(RecordTypes.FdRace, CLayout.Value["ST_RECORD_FD_RACE"]);
         Assert.Equal(RaceKinds.Dup2Busy, CLayout.Value["ST_RACE_DUP2_BUSY"]);
         Assert.Equal(RaceKinds.InstallOverwrite, CLayout.Value["ST_RACE_INSTALL_OVERWRITE"]);
@@ -118,7 +120,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_COUNTER_NO_ENTRY", "ST_COUNTER_RETURN_MISSED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
             lines.Add($"P(\"{constant}\", {constant});");
         lines.Add("P(\"offsetof bpf_prog_info.recursion_misses\", offsetof(struct bpf_prog_info, recursion_misses));");
         lines.Add("P(\"sizeof bpf_prog_info\", sizeof(struct bpf_prog_info));");

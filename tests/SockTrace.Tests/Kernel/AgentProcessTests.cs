@@ -34,9 +34,16 @@ public sealed class AgentProcessTests
         Assert.Equal(n + 2, samples.Sum("socktrace_accept_duration_seconds_count", ("port", port)));
         // Every record the kernel produced reached the agent.
         Assert.Equal(0, samples.Sum("socktrace_ringbuf_drops_total"));
-        Assert.Equal(0, samples.Sum("socktrace_untracked_calls_total"));
-        Assert.Contains(samples, s => s.Name == "socktrace_untracked_calls_total");
+        // One series per reason. no_entry is not asserted: another process's accept that was
+        // in flight when the agent attached counts there, as it should.
+        Assert.Equal(["map_full", "no_entry", "return_missed"],
+            samples.Where(s => s.Name == "socktrace_untracked_calls_total").Select(s => s.Labels["reason"]).Order());
+        Assert.Equal(0, samples.Sum("socktrace_untracked_calls_total", ("reason", "map_full")));
+        Assert.Equal(0, samples.Sum("socktrace_untracked_calls_total", ("reason", "return_missed")));
         Assert.Equal(0, samples.Sum("socktrace_events_total", ("type", "invalid")));
+        Assert.Equal(["errno", "exit_before_entry", "family", "short", "size", "type"],
+            samples.Where(s => s.Name == "socktrace_records_rejected_total").Select(s => s.Labels["reason"]).Order());
+        Assert.Equal(0, samples.Sum("socktrace_records_rejected_total"));
         Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "accept"), ("mode", KernelPipeline.ExpectedMode(Hooks.Accept))));
         Assert.Equal(1, samples.Sum("socktrace_probe_info", ("hook", "sock_established"), ("mode", KernelPipeline.ExpectedMode(Hooks.SockEstablished))));
         Assert.Equal(1, samples.Sum("socktrace_build_info"));

@@ -41,7 +41,8 @@ public sealed class FailureModeTests : IDisposable
         Requires.Root();
         string config = Write("secret.json", "{}");
         File.SetUnixFileMode(config, UnixFileMode.None);
-        var (code, line) = Run(["--config", config], Script("nobody", AsNobody));
+        using var copy = ReadableAgentCopy.Of(AgentProcess.AgentDll());
+        var (code, line) = Run(["--config", config], Script("nobody", AsNobody), copy.Dll);
         Assert.Equal(3, code);
         Assert.Equal($"socktrace: cannot read config file {config}: Access to the path '{config}' is denied.", line);
     }
@@ -50,7 +51,8 @@ public sealed class FailureModeTests : IDisposable
     public void NotRootAndNoCapabilities()
     {
         Requires.Root();
-        var (code, line) = Run([], Script("nobody", AsNobody));
+        using var copy = ReadableAgentCopy.Of(AgentProcess.AgentDll());
+        var (code, line) = Run([], Script("nobody", AsNobody), copy.Dll);
         Assert.Equal(4, code);
         Assert.Equal("socktrace: not running as root and missing capabilities CAP_BPF, CAP_PERFMON: run as root or grant CAP_BPF and CAP_PERFMON", line);
     }
@@ -78,15 +80,17 @@ public sealed class FailureModeTests : IDisposable
         Assert.Equal("socktrace: tracefs is not mounted at /sys/kernel/tracing and mounting it failed: EPERM (Operation not permitted); mount it (mount -t tracefs nodev /sys/kernel/tracing) or grant CAP_SYS_ADMIN", line);
     }
 
+    /// <summary>As nobody, with no capabilities; such tests run a ReadableAgentCopy, since the
+    /// clone itself may be closed to nobody (under /root).</summary>
     private const string AsNobody = "exec setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all \"$@\"";
 
     private static string InPrivateMounts(string mounts, string then) =>
         $"exec unshare --mount --propagation private sh -c '{mounts} && {then}' sh \"$@\"";
 
     /// <summary>The agent's exit code and its stderr, which must be exactly one line.</summary>
-    private static (int Code, string Line) Run(string[] args, string? wrapper = null)
+    private static (int Code, string Line) Run(string[] args, string? wrapper = null, string? dll = null)
     {
-        using var agent = AgentProcess.Start(args, wrapper: wrapper);
+        using var agent = AgentProcess.Start(args, wrapper: wrapper, dll: dll);
         int code = agent.WaitForExit(TimeSpan.FromSeconds(60));
         string stderr = agent.Stderr.Trim();
         Assert.False(stderr.Contains('\n'), $"more than one line on stderr:\n{stderr}");

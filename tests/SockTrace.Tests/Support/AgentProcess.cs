@@ -37,14 +37,15 @@ internal sealed class AgentProcess : IDisposable
         return File.Exists(dll) ? dll : throw new FileNotFoundException("build the agent first (scripts/build.sh)", dll);
     }
 
-    /// <summary>Starts the agent on a free loopback port with extra arguments, without waiting.</summary>
-    public static AgentProcess Start(IEnumerable<string> args, IDictionary<string, string>? environment = null, string? wrapper = null, string scheme = "http")
+    /// <summary>Starts the agent on a free loopback port with extra arguments, without waiting;
+    /// <paramref name="dll"/> runs another copy of the build (ReadableAgentCopy).</summary>
+    public static AgentProcess Start(IEnumerable<string> args, IDictionary<string, string>? environment = null, string? wrapper = null, string scheme = "http", string? dll = null)
     {
         int port = FreePort();
         var psi = new ProcessStartInfo(wrapper ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
         if (wrapper is not null)
             psi.ArgumentList.Add("dotnet");
-        psi.ArgumentList.Add(AgentDll());
+        psi.ArgumentList.Add(dll ?? AgentDll());
         psi.ArgumentList.Add("--urls");
         psi.ArgumentList.Add($"{scheme}://127.0.0.1:{port}");
         foreach (string a in args)

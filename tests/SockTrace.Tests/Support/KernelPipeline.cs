@@ -31,7 +31,8 @@ internal sealed class KernelPipeline : IDisposable
         FdRaces = Collect<long>(meters, "socktrace.fd_races");
         ReuseGaps = Collect<double>(meters, "socktrace.fd.reuse_gap");
         Races = new RecentRaces();
-        Decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
+        AcceptMetrics = new AcceptMetrics(meters);
+        Decoder = new RecordDecoder(AcceptMetrics, new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
         Plan = PlanUnderTest();
         Source = new KernelEventSource(Decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), doubleCloseWindow ?? TimeSpan.FromSeconds(1)), NullLogger.Instance);
         Rx = new RxMetrics(meters);
@@ -64,6 +65,22 @@ internal sealed class KernelPipeline : IDisposable
     });
 
     public IReadOnlyList<HookPlan> Plan { get; }
+    public AcceptMetrics AcceptMetrics { get; }
+
+    /// <summary>The accept families as a scrape of /metrics reads them: the agent's own
+    /// exposition writer, the one that serves them (README, "Metrics").</summary>
+    public List<Sample> ScrapeAccepts() => Exposition.Of(AcceptMetrics);
+
+    /// <summary>Waits until the scrape shows at least <paramref name="count"/> of
+    /// <paramref name="name"/> on <paramref name="port"/>, then a little longer so that any
+    /// surplus arrives too; returns that later scrape.</summary>
+    public List<Sample> SettleScrape(string name, int port, double count)
+    {
+        string p = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Eventually.True(() => ScrapeAccepts().Sum(name, ("port", p)) >= count, $"{count} of {name} on port {p} in the exposition");
+        Thread.Sleep(200);
+        return ScrapeAccepts();
+    }
     public KernelEventSource Source { get; }
     public RecordDecoder Decoder { get; }
     public MetricCollector<long> Accepts { get; }

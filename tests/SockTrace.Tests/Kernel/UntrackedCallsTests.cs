@@ -1,0 +1,189 @@
+using System.Net.Sockets;
+using System.Runtime.InteropServices;
+using SockTrace.Agent.Events;
+using SockTrace.Tests.Support;
+
+namespace SockTrace.Tests.Kernel;
+
+/// <summary>
+/// Losses on the accept path are counted, never silent, and state kept between hooks
+/// belongs to the call or socket it was made for: an accept whose return finds no entry,
+/// a UNIX-socket accept beside a TCP call's left-over entry, a child that dies in the
+/// accept queue. Every attach mode (the kernel matrix runs these with kprobe and fentry).
+/// </summary>
+[Trait("Category", "Kernel")]
+public sealed class UntrackedCallsTests
+{
+    /// <summary>struct accept_call (bpf/accept.bpf.c): enter_ns, sk, lport, inet, padding.</summary>
+    [StructLayout(LayoutKind.Sequential)]
+    private struct AcceptCall
+    {
+        public ulong EnterNs;
+        public ulong Sk;
+        public ushort Lport;
+        public ushort Inet;
+        public uint Pad;
+    }
+
+    [Fact]
+    public void AnAcceptThatBeganBeforeTheProgramsIsCountedAsNoEntry()
+    {
+        using var listener = Loopback.Listen();
+        int port = listener.Port();
+        int tid = 0;
+        var accepting = new Thread(() =>
+        {
+            tid = gettid();
+            using var s = listener.Accept();
+        });
+        accepting.Start();
+        Eventually.True(() => tid != 0 && InAccept(tid), "the accepting thread blocked in accept4");
+
+        using var pipeline = new KernelPipeline();
+        ulong before = Untracked(pipeline, UntrackedReasons.NoEntry);
+        using (Loopback.Connect(port))
+            Assert.True(accepting.Join(TimeSpan.FromSeconds(60)), "accept returned");
+
+        // Its entry was never made: no record. A syscall tracepoint still sees the return,
+        // which counts one no_entry; a kretprobe or fexit program only runs for calls that
+        // entered the function after it was attached (the return is hooked at entry), so
+        // there the call is invisible at both ends and nothing is lost.
+        ulong expected = KernelPipeline.ExpectedMode(SockTrace.Agent.Bpf.Hooks.Accept) == "tracepoint" ? 1UL : 0UL;
+        Thread.Sleep(500);
+        Assert.Equal(expected, Untracked(pipeline, UntrackedReasons.NoEntry) - before);
+        Assert.DoesNotContain(pipeline.ScrapeAccepts(), s => s.Labels.GetValueOrDefault("port") == Text(port));
+    }
+
+    /// <summary>
+    /// A thread whose TCP accept's return was missed (a kretprobe past maxactive: made here by
+    /// writing that call's entry into the map) then accepts on a UNIX socket: the UNIX call
+    /// replaces the left-over entry (one return_missed), makes no record, and leaves no entry.
+    /// </summary>
+    [Fact]
+    public unsafe void AUnixAcceptNeitherTakesNorLeavesAnInFlightEntry()
+    {
+        using var pipeline = new KernelPipeline();
+        int calls = pipeline.Source.MapFd("st_accept_calls");
+        // The port the left-over entry claims: a record from it would be a TCP accept that never was.
+        using var tcp = Loopback.Listen();
+        int port = tcp.Port();
+        string path = Path.Combine(Path.GetTempPath(), $"socktrace-unix-{Environment.ProcessId}-{port}.sock");
+        using var unix = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+        unix.Bind(new UnixDomainSocketEndPoint(path));
+        unix.Listen(4);
+        ulong missedBefore = Untracked(pipeline, UntrackedReasons.ReturnMissed);
+        ulong noEntryBefore = Untracked(pipeline, UntrackedReasons.NoEntry);
+        try
+        {
+            bool leftOver = false, afterAccept = true, afterEagain = true;
+            Exception? failed = null;
+            var thread = new Thread(() =>
+            {
+                try
+                {
+                    ulong key = ((ulong)(uint)Environment.ProcessId << 32) | (uint)gettid();
+                    var stale = new AcceptCall { EnterNs = 1, Lport = (ushort)port, Inet = 1 };
+                    Assert.Equal(0, bpf_map_update_elem(calls, &key, &stale, 0));
+                    leftOver = IsInFlight(calls, key);
+
+                    using var client = new Socket(AddressFamily.Unix, SocketType.Stream, ProtocolType.Unspecified);
+                    client.Connect(new UnixDomainSocketEndPoint(path));
+                    using (unix.Accept())
+                        afterAccept = IsInFlight(calls, key);
+                    unix.Blocking = false;
+                    Assert.Equal(SocketError.WouldBlock, Assert.Throws<SocketException>(() => unix.Accept()).SocketErrorCode);
+                    afterEagain = IsInFlight(calls, key);
+                }
+                catch (Exception ex)
+                {
+                    failed = ex;
+                }
+            });
+            thread.Start();
+            thread.Join();
+            if (failed is not null)
+                throw failed;
+
+            Assert.True(leftOver, "the left-over entry was written");
+            Assert.False(afterAccept, "the UNIX accept left an entry behind");
+            Assert.False(afterEagain, "the failed UNIX accept left an entry behind");
+            Thread.Sleep(500);
+            // No accept family has a series for that port: no record claimed it (a return
+            // that took the left-over entry would have made one).
+            Assert.DoesNotContain(pipeline.ScrapeAccepts(), s => s.Labels.GetValueOrDefault("port") == Text(port));
+            ulong missed = Untracked(pipeline, UntrackedReasons.ReturnMissed) - missedBefore;
+            ulong noEntry = Untracked(pipeline, UntrackedReasons.NoEntry) - noEntryBefore;
+            Assert.True(missed == 1, $"return_missed counted {missed} times, expected 1 (no_entry meanwhile: {noEntry})");
+        }
+        finally
+        {
+            File.Delete(path);
+        }
+    }
+
+    /// <summary>
+    /// A child reset while it waits in the accept queue loses its queue-wait stamp with its
+    /// life (CLOSE), so only the connection made after it reports a queue wait, and that one
+    /// is its own: from its handshake to its accept.
+    /// </summary>
+    [Fact]
+    public void AChildResetInTheQueueLeavesOnlyTheNextConnectionsOwnQueueWait()
+    {
+        var wait = TimeSpan.FromMilliseconds(60);
+        using var pipeline = new KernelPipeline();
+        using var listener = Loopback.Listen();
+        int port = listener.Port();
+
+        var reset = Loopback.Connect(port);
+        reset.LingerState = new LingerOption(true, 0);
+        reset.Close(); // RST: the queued child goes ESTABLISHED -> CLOSE
+        Thread.Sleep(50);
+
+        using var next = Loopback.Connect(port);
+        long connected = System.Diagnostics.Stopwatch.GetTimestamp();
+        Thread.Sleep(wait);
+        // accept() hands out the dead child first (it stays queued), then the live one.
+        using var first = listener.Accept();
+        using var second = listener.Accept();
+        double waited = System.Diagnostics.Stopwatch.GetElapsedTime(connected).TotalSeconds;
+        Assert.Equal(((System.Net.IPEndPoint)next.LocalEndPoint!).Port, ((System.Net.IPEndPoint)second.RemoteEndPoint!).Port);
+
+        var scrape = pipeline.SettleScrape("socktrace_accepts_total", port, 2);
+        Assert.Equal(2, scrape.Sum("socktrace_accepts_total", ("port", Text(port))));
+        Assert.Equal(2, scrape.Sum("socktrace_accept_duration_seconds_count", ("port", Text(port))));
+        Assert.Equal(1, scrape.Sum("socktrace_accept_queue_wait_seconds_count", ("port", Text(port))));
+        Assert.InRange(scrape.Sum("socktrace_accept_queue_wait_seconds_sum", ("port", Text(port))), wait.TotalSeconds * 0.9, waited * 1.1);
+    }
+
+    private static string Text(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+
+    private static ulong Untracked(KernelPipeline pipeline, string reason) =>
+        pipeline.Source.UntrackedCalls().Single(u => u.Reason == reason).Calls;
+
+    private static unsafe bool IsInFlight(int mapFd, ulong key)
+    {
+        AcceptCall value;
+        int err = SockTrace.Agent.Bpf.Interop.Libbpf.bpf_map_lookup_elem(mapFd, &key, &value);
+        Assert.True(err is 0 or -2, $"bpf_map_lookup_elem: {err}");
+        return err == 0;
+    }
+
+    private static bool InAccept(int tid)
+    {
+        int accept4 = RuntimeInformation.ProcessArchitecture == Architecture.Arm64 ? 242 : 288;
+        try
+        {
+            return File.ReadAllText($"/proc/self/task/{tid}/syscall").StartsWith($"{accept4} ", StringComparison.Ordinal);
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+    }
+
+    [DllImport("libc")]
+    private static extern int gettid();
+
+    [DllImport("libbpf.so.1")]
+    private static extern unsafe int bpf_map_update_elem(int fd, void* key, void* value, ulong flags);
+}
