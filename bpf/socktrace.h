@@ -102,6 +102,27 @@ struct st_rx_value {
 	char name[ST_IFNAME_LEN];
 };
 
+/* Key of the per-CPU map st_delivery (bpf/delivery.bpf.c): bytes queued in order on TCP
+ * sockets, by the socket's network namespace and the path the skb last entered a stack on. */
+struct st_delivery_key {
+	__u32 netns;          /* inode number of the socket's network namespace */
+	__u32 path;           /* ST_RX_PATH_*, 0 when the receive queue had no skb to tell */
+};
+
+struct st_delivery_value {
+	__u64 bytes;          /* payload bytes, each once, as rcv_nxt passed them */
+	__u64 segments;       /* data segments received (tcp_info's data_segs_in) */
+};
+
+/* Key of the per-CPU map st_local_pairs: loopback bytes between two sockets of one
+ * network namespace, by the listener's port and the connecting process. */
+struct st_local_pair_key {
+	__u32 netns;
+	__u16 port;           /* the listener's port, host byte order */
+	__u16 _pad;
+	char comm[ST_COMM_LEN]; /* the connecting (client) process */
+};
+
 /* Set between open and load through the object's .rodata (the only global there). */
 struct st_config {
 	__u64 wakeup_bytes;     /* wake the reader only once this much data is pending */
