@@ -79,6 +79,41 @@ struct {
 	__type(value, __u64);
 } st_local_pairs SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct st_delivery_key);
+	__type(value, struct st_delivery_latency);
+} st_delivery_latency SEC(".maps");
+
+/*
+ * Delivery latency, sampled: a stamp per skb would be a map write per packet. Every
+ * DL_SAMPLE_EVERY-th skb a CPU hands to the stack is stamped in that CPU's one slot
+ * (skb->tstamp is no help: loopback and namespace crossings clear it, and it changes
+ * clock). When a socket's receive queue tail is that skb, on that CPU, the time since is
+ * one sample: softirq handles an skb from hand-off to queueing on one CPU, and a socket
+ * owned by its reader queues it from the backlog at release_sock(), usually on the same
+ * CPU, so the wait there is included. An skb merged into the previous one
+ * (tcp_try_coalesce()), or not TCP data, leaves the slot to the next stamp. skb->head
+ * next to the pointer keeps a recycled sk_buff from matching an old stamp.
+ */
+#define DL_SAMPLE_EVERY 64
+#define DL_SAMPLE_MAX_NS (60ULL * 1000000000ULL)
+
+struct dl_stamp {
+	__u64 skb;
+	__u64 head;
+	__u64 ns;
+	__u64 seen;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct dl_stamp);
+} st_dl_stamps SEC(".maps");
+
 /* A connection's client end as the listener's end sees it, from the client's
  * SYN_SENT -> ESTABLISHED to the accepted socket's SYN_RECV -> ESTABLISHED, which comes
  * after it (the client acknowledges the SYN-ACK only once it is established). */
@@ -168,6 +203,78 @@ static __always_inline void dl_addrs(const struct sock *sk, __u16 family, __u8 l
 	}
 }
 
+/* The agent's latency bounds (SockTraceMeter.LatencyBuckets), in ns: index of the first
+ * bound not below ns, ST_LATENCY_BOUNDS above them all. */
+static __always_inline __u32 dl_bucket(__u64 ns)
+{
+	static const __u64 us = 1000;
+	__u64 bounds[ST_LATENCY_BOUNDS] = {
+		1 * us, 2500, 5 * us, 10 * us, 25 * us, 50 * us,
+		100 * us, 250 * us, 500 * us, 1000 * us, 2500 * us, 5000 * us,
+		10000 * us, 25000 * us, 50000 * us, 100000 * us, 250000 * us, 500000 * us,
+		1000000 * us, 2500000 * us, 5000000 * us, 10000000 * us, 30000000 * us, 60000000 * us,
+	};
+
+	for (__u32 i = 0; i < ST_LATENCY_BOUNDS; i++)
+		if (ns <= bounds[i])
+			return i;
+	return ST_LATENCY_BOUNDS;
+}
+
+static __always_inline void dl_stamp(struct sk_buff *skb)
+{
+	__u32 zero = 0;
+	struct dl_stamp *st = bpf_map_lookup_elem(&st_dl_stamps, &zero);
+
+	if (!st || st->seen++ % DL_SAMPLE_EVERY)
+		return;
+	st->skb = (__u64)skb;
+	st->head = (__u64)BPF_CORE_READ(skb, head);
+	st->ns = bpf_ktime_get_ns();
+}
+
+static __always_inline void dl_stamp_list(struct list_head *head)
+{
+	struct list_head *node = BPF_CORE_READ(head, next);
+	__u64 offset = bpf_core_field_offset(struct sk_buff, list);
+
+	/* As bpf/rx.bpf.c: longer than any list the kernel builds. */
+	for (int i = 0; i < 128 && node != head; i++) {
+		dl_stamp((struct sk_buff *)((void *)node - offset));
+		node = BPF_CORE_READ(node, next);
+	}
+}
+
+/* If tail is this CPU's stamped skb: one latency sample for (netns, path). */
+static __always_inline void dl_sample(struct sk_buff *tail, struct st_delivery_key *key)
+{
+	__u32 zero = 0;
+	struct dl_stamp *st = bpf_map_lookup_elem(&st_dl_stamps, &zero);
+	struct st_delivery_latency *lat;
+	__u64 ns;
+
+	if (!st || st->skb != (__u64)tail || st->head != (__u64)BPF_CORE_READ(tail, head))
+		return;
+	ns = bpf_ktime_get_ns() - st->ns;
+	st->skb = 0;
+	if (ns > DL_SAMPLE_MAX_NS)
+		return;
+	lat = bpf_map_lookup_elem(&st_delivery_latency, key);
+	if (!lat) {
+		struct st_delivery_latency first = {};
+
+		bpf_map_update_elem(&st_delivery_latency, key, &first, BPF_NOEXIST);
+		lat = bpf_map_lookup_elem(&st_delivery_latency, key);
+		if (!lat)
+			return;
+	}
+	__u32 b = dl_bucket(ns);
+
+	if (b <= ST_LATENCY_BOUNDS)
+		lat->buckets[b] += 1;
+	lat->sum_ns += ns;
+}
+
 static __always_inline void dl_add(void *map, void *key, void *first, __u64 bytes, __u64 segs, int pair)
 {
 	__u64 *v = bpf_map_lookup_elem(map, key);
@@ -231,6 +338,8 @@ static __always_inline void delivery_count(struct sock *sk)
 	struct st_delivery_value first = { .bytes = bytes, .segments = segs };
 
 	dl_add(&st_delivery, &key, &first, bytes, segs, 0);
+	if (tail && bytes)
+		dl_sample(tail, &key);
 
 	/* Loopback bytes between two sockets of this namespace's stack: the client end
 	 * always (a segment it received on lo came from a socket of its own namespace), the
@@ -317,6 +426,30 @@ SEC("tp_btf/sk_data_ready")
 int BPF_PROG(st_tp_btf_sk_data_ready, const struct sock *sk)
 {
 	delivery_count((struct sock *)sk);
+	return 0;
+}
+
+/* ---- hook "delivery_latency": every skb handed to the stack, one in DL_SAMPLE_EVERY
+ * stamped; the functions are bpf/rx.bpf.c's, for the reasons it gives ---- */
+
+SEC("fentry/__netif_receive_skb_one_core")
+int BPF_PROG(st_fe_dl_netif_receive_skb_one_core, struct sk_buff *skb)
+{
+	dl_stamp(skb);
+	return 0;
+}
+
+SEC("fentry/__netif_receive_skb_list_core")
+int BPF_PROG(st_fe_dl_netif_receive_skb_list_core, struct list_head *head)
+{
+	dl_stamp_list(head);
+	return 0;
+}
+
+SEC("tp_btf/netif_receive_skb")
+int BPF_PROG(st_tp_btf_dl_netif_receive_skb, struct sk_buff *skb)
+{
+	dl_stamp(skb);
 	return 0;
 }
 

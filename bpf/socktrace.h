@@ -114,6 +114,17 @@ struct st_delivery_value {
 	__u64 segments;       /* data segments received (tcp_info's data_segs_in) */
 };
 
+/* Value of the per-CPU map st_delivery_latency, keyed by st_delivery_key: sampled times
+ * from an skb's hand-off to the stack to its queueing on the socket. Bucket i counts the
+ * samples at most the agent's i-th latency bound (1 us ... 60 s, Metrics/SockTraceMeter.cs);
+ * the last counts the rest. */
+#define ST_LATENCY_BOUNDS 24
+
+struct st_delivery_latency {
+	__u64 buckets[ST_LATENCY_BOUNDS + 1];
+	__u64 sum_ns;
+};
+
 /* Key of the per-CPU map st_local_pairs: loopback bytes between two sockets of one
  * network namespace, by the listener's port and the connecting process. */
 struct st_local_pair_key {

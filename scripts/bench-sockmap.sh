@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 rounds=${ROUNDS:-3} stream_seconds=${STREAM_SECONDS:-5} chunk=${CHUNK:-65536} pings=${PINGS:-20000} size=${SIZE:-64}
-cgroot=/sys/fs/cgroup/unified
+cgroot=${CGROOT:-/sys/fs/cgroup/unified}
 [ -w "$cgroot/cgroup.procs" ] || { echo "bench-sockmap: no writable cgroup v2 at $cgroot" >&2; exit 1; }
 # No dot in the path: libbpf turns dots in pin paths into underscores.
 out=$(mktemp -d /tmp/socktrace-sockmap-XXXXXX)

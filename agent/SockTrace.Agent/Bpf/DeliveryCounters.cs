@@ -7,12 +7,14 @@ public sealed unsafe class DeliveryCounters
 {
     private readonly int _deliveryFd;
     private readonly int _pairsFd;
+    private readonly int _latencyFd;
     private readonly int _cpus;
 
-    public DeliveryCounters(int deliveryFd, int pairsFd)
+    public DeliveryCounters(int deliveryFd, int pairsFd, int latencyFd)
     {
         _deliveryFd = deliveryFd;
         _pairsFd = pairsFd;
+        _latencyFd = latencyFd;
         _cpus = Interop.Libbpf.libbpf_num_possible_cpus();
         if (_cpus <= 0)
             throw new BpfException("libbpf_num_possible_cpus", -_cpus, "");
@@ -50,6 +52,27 @@ public sealed unsafe class DeliveryCounters
                 foreach (ulong value in values)
                     bytes += value;
                 result.Add(new LocalPair(key.Netns, key.Port, Metrics.CommLabel.Text(key.Comm), bytes));
+            });
+        return result;
+    }
+
+    /// <summary>Every (network namespace, path) with latency samples.</summary>
+    public List<DeliveryLatency> ReadLatencies()
+    {
+        var result = new List<DeliveryLatency>();
+        var values = new DeliveryLatencyValue[_cpus];
+        fixed (DeliveryLatencyValue* v = values)
+            BpfMapWalk.Each<DeliveryKey>(_latencyFd, "st_delivery_latency", v, key =>
+            {
+                var buckets = new ulong[DeliveryLatencyValue.Bounds + 1];
+                ulong sum = 0;
+                foreach (var value in values)
+                {
+                    for (int i = 0; i < buckets.Length; i++)
+                        buckets[i] += value.Buckets[i];
+                    sum += value.SumNs;
+                }
+                result.Add(new DeliveryLatency(key.Netns, key.Path, buckets, sum));
             });
         return result;
     }

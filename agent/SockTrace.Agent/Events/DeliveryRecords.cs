@@ -29,6 +29,25 @@ public struct LocalPairKey
     public Bytes16 Comm;
 }
 
+/// <summary>st_delivery_latency: sampled delivery times, a count per bucket of
+/// <see cref="Metrics.SockTraceMeter.LatencyBuckets"/> (the last above them all) and the sum.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct DeliveryLatencyValue
+{
+    public const int Bounds = 24;
+    public LatencyCounts Buckets;
+    public ulong SumNs;
+}
+
+[System.Runtime.CompilerServices.InlineArray(DeliveryLatencyValue.Bounds + 1)]
+public struct LatencyCounts
+{
+    private ulong _element0;
+}
+
+/// <summary>One (namespace, path)'s latency samples, summed over CPUs.</summary>
+public sealed record DeliveryLatency(uint Netns, uint Path, ulong[] Buckets, ulong SumNs);
+
 /// <summary>Bytes and segments delivered to TCP sockets of one network namespace over one path, summed over CPUs.</summary>
 public readonly record struct Delivery(uint Netns, uint Path, ulong Bytes, ulong Segments);
 

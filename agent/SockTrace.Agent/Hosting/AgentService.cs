@@ -42,7 +42,7 @@ public sealed partial class AgentService(
         if (options.RxMetrics)
         {
             rxMetrics.Observe(source.RxDevices.Read);
-            deliveryMetrics.Observe(source.Deliveries.ReadDeliveries, source.Deliveries.ReadLocalPairs);
+            deliveryMetrics.Observe(source.Deliveries.ReadDeliveries, source.Deliveries.ReadLocalPairs, source.Deliveries.ReadLatencies);
         }
         listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
         source.Start();

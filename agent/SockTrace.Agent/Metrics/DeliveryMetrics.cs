@@ -18,7 +18,14 @@ public sealed class DeliveryMetrics
     private readonly Dictionary<(string Port, string Comm), Total> _pairs = [];
     private volatile Source? _source;
 
-    private sealed record Source(Func<IReadOnlyList<Delivery>> Deliveries, Func<IReadOnlyList<LocalPair>> Pairs);
+    private readonly Dictionary<DeliveryKey, (ulong[] Buckets, ulong SumNs)> _seenLatencies = [];
+    private readonly Dictionary<uint, (KeyValuePair<string, object?>[] Tags, long[] Buckets, double Sum)> _latencies = [];
+
+    /// <summary>The family <see cref="WriteTo"/> writes; the agent writes it, not the SDK, which
+    /// has no observable histogram to read kernel buckets into.</summary>
+    public const string LatencyFamily = "socktrace_rx_delivery_seconds";
+
+    private sealed record Source(Func<IReadOnlyList<Delivery>> Deliveries, Func<IReadOnlyList<LocalPair>> Pairs, Func<IReadOnlyList<DeliveryLatency>>? Latencies);
 
     private sealed class Total(KeyValuePair<string, object?>[] tags)
     {
@@ -40,7 +47,58 @@ public sealed class DeliveryMetrics
     }
 
     /// <summary>Starts reporting what the readers return (the kernel maps, or a test's values).</summary>
-    public void Observe(Func<IReadOnlyList<Delivery>> deliveries, Func<IReadOnlyList<LocalPair>> pairs) => _source = new(deliveries, pairs);
+    public void Observe(Func<IReadOnlyList<Delivery>> deliveries, Func<IReadOnlyList<LocalPair>> pairs, Func<IReadOnlyList<DeliveryLatency>>? latencies = null) =>
+        _source = new(deliveries, pairs, latencies);
+
+    /// <summary>socktrace_rx_delivery_seconds, a histogram by path over the agent's latency
+    /// bounds, summed over namespaces; nothing until a kernel source is observed.</summary>
+    internal void WriteTo(ExpositionWriter writer)
+    {
+        if (_source?.Latencies is not { } read)
+            return;
+        lock (_lock)
+        {
+            Update(read());
+            writer.Family(LatencyFamily, "histogram",
+                "Time from an skb's hand-off to the network stack (netif_receive_skb) to its queueing on a local TCP socket, by the path of that device. Sampled: one skb in 64 on each CPU is stamped, and measured if it is itself queued on the socket (one merged into the previous skb is not); the socket's backlog wait is included.",
+                "seconds");
+            foreach (var (tags, buckets, sum) in _latencies.Values)
+            {
+                long cumulative = 0;
+                for (int i = 0; i < DeliveryLatencyValue.Bounds; i++)
+                {
+                    cumulative += buckets[i];
+                    writer.Sample(LatencyFamily + "_bucket", tags, cumulative, ExpositionWriter.Number(SockTraceMeter.LatencyBuckets[i]));
+                }
+                cumulative += buckets[DeliveryLatencyValue.Bounds];
+                writer.Sample(LatencyFamily + "_bucket", tags, cumulative, "+Inf");
+                writer.Sample(LatencyFamily + "_sum", tags, sum);
+                writer.Sample(LatencyFamily + "_count", tags, cumulative);
+            }
+        }
+    }
+
+    /// <summary>As the counters: what each (namespace, path) sampled since the last read, added to its path.</summary>
+    internal void Update(IReadOnlyList<DeliveryLatency> latencies)
+    {
+        var present = new HashSet<DeliveryKey>();
+        foreach (var l in latencies)
+        {
+            var key = new DeliveryKey { Netns = l.Netns, Path = l.Path };
+            present.Add(key);
+            if (!_latencies.TryGetValue(l.Path, out var total))
+                _latencies[l.Path] = total = ([new("path", RxPaths.Label(l.Path))], new long[DeliveryLatencyValue.Bounds + 1], 0);
+            bool continues = _seenLatencies.TryGetValue(key, out var last) && l.SumNs >= last.SumNs
+                && l.Buckets.Zip(last.Buckets).All(b => b.First >= b.Second);
+            for (int i = 0; i < l.Buckets.Length; i++)
+                total.Buckets[i] += (long)(l.Buckets[i] - (continues ? last.Buckets[i] : 0));
+            total.Sum += (l.SumNs - (continues ? last.SumNs : 0)) / 1e9;
+            _latencies[l.Path] = total;
+            _seenLatencies[key] = (l.Buckets, l.SumNs);
+        }
+        foreach (var key in _seenLatencies.Keys.Where(k => !present.Contains(k)).ToList())
+            _seenLatencies.Remove(key);
+    }
 
     private IEnumerable<Measurement<long>> ObservePaths(Func<Total, long> value)
     {

@@ -81,6 +81,52 @@ public sealed class DeliveryPathTests(ITestOutputHelper output)
         Assert.True(port >= Up && veth >= Up, $"per-device: bridge port {port}, server veth {veth}, sent {Up}");
     }
 
+    [Fact]
+    public async Task DeliveryLatencyIsSampledOnTheLoopbackPathWithinTheExchangesTime()
+    {
+        const int rounds = 4000;
+        using var pipeline = new KernelPipeline();
+        using var ns = new BridgeTopology(bridged: false);
+        uint netns = BridgeTopology.Inode(ns.Server);
+        using var listener = VethPair.In(ns.Server, () => Loopback.Listen());
+        using var client = VethPair.In(ns.Server, () => Loopback.Connect(listener.Port()));
+        using var accepted = listener.Accept();
+        client.NoDelay = accepted.NoDelay = true;
+        var message = new byte[64];
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var echo = Task.Run(() =>
+        {
+            var buffer = new byte[64];
+            for (int i = 0; i < rounds; i++)
+            {
+                ReceiveExactly(accepted, buffer);
+                accepted.Send(buffer);
+            }
+        });
+        for (int i = 0; i < rounds; i++)
+        {
+            client.Send(message);
+            ReceiveExactly(client, message);
+        }
+        await echo;
+        double elapsed = started.Elapsed.TotalSeconds;
+        ulong segments = TcpInfo(client).DataSegsIn + TcpInfo(accepted).DataSegsIn;
+
+        var samples = pipeline.Source.Deliveries.ReadLatencies().Where(l => l.Netns == netns).ToList();
+        var lo = Assert.Single(samples);
+        ulong count = lo.Buckets.Aggregate(0UL, (a, b) => a + b);
+        int slowest = Array.FindLastIndex(lo.Buckets, b => b > 0);
+        output.WriteLine($"latency: {count} samples of {segments} data segments, mean {lo.SumNs / Math.Max(count, 1)} ns, slowest bucket <= {(slowest < SockTraceMeterBounds.Length ? SockTraceMeterBounds[slowest] : double.PositiveInfinity)} s; exchange took {elapsed:F3} s");
+        Assert.Equal(RxPaths.Loopback, lo.Path);
+        // One skb in 64 per CPU is stamped, pure ACKs included (2 * rounds skbs with data):
+        // some samples, never more than the segments, none longer than the whole exchange.
+        Assert.InRange(count, 1UL, segments);
+        Assert.True(lo.SumNs / 1e9 <= elapsed, $"samples sum to {lo.SumNs} ns, the exchange took {elapsed} s");
+        Assert.True(slowest < SockTraceMeterBounds.Length && SockTraceMeterBounds[Math.Max(slowest - 1, 0)] < elapsed, $"a sample in bucket {slowest}");
+    }
+
+    private static readonly double[] SockTraceMeterBounds = [.. SockTrace.Agent.Metrics.SockTraceMeter.LatencyBuckets];
+
     internal readonly record struct Result(ushort Port, ulong ServerSegments, ulong ClientSegments);
 
     /// <summary>
@@ -108,6 +154,16 @@ public sealed class DeliveryPathTests(ITestOutputHelper output)
         // tcp_info's bytes_received counts the FIN's sequence number too.
         Assert.Equal(((ulong)Up + 1, (ulong)Down + 1), (server.BytesReceived, clientInfo.BytesReceived));
         return new((ushort)port, server.DataSegsIn, clientInfo.DataSegsIn);
+    }
+
+    private static void ReceiveExactly(Socket socket, byte[] buffer)
+    {
+        for (int n = 0; n < buffer.Length;)
+        {
+            int got = socket.Receive(buffer, n, buffer.Length - n, SocketFlags.None);
+            Assert.True(got > 0, "the peer closed early");
+            n += got;
+        }
     }
 
     private static void Send(Socket socket, int bytes)
