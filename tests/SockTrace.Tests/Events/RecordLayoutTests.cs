@@ -56,6 +56,8 @@ public sealed class RecordLayoutTests
         { "st_delivery_key.path", typeof(DeliveryKey), nameof(DeliveryKey.Path) },
         { "st_delivery_value.bytes", typeof(DeliveryValue), nameof(DeliveryValue.Bytes) },
         { "st_delivery_value.segments", typeof(DeliveryValue), nameof(DeliveryValue.Segments) },
+        { "st_delivery_latency.buckets", typeof(DeliveryLatencyValue), nameof(DeliveryLatencyValue.Buckets) },
+        { "st_delivery_latency.sum_ns", typeof(DeliveryLatencyValue), nameof(DeliveryLatencyValue.SumNs) },
         { "st_local_pair_key.netns", typeof(LocalPairKey), nameof(LocalPairKey.Netns) },
         { "st_local_pair_key.port", typeof(LocalPairKey), nameof(LocalPairKey.Port) },
         { "st_local_pair_key.comm", typeof(LocalPairKey), nameof(LocalPairKey.Comm) },
@@ -75,6 +77,7 @@ public sealed class RecordLayoutTests
         { "st_rx_value", typeof(RxValue) },
         { "st_delivery_key", typeof(DeliveryKey) },
         { "st_delivery_value", typeof(DeliveryValue) },
+        { "st_delivery_latency", typeof(DeliveryLatencyValue) },
         { "st_local_pair_key", typeof(LocalPairKey) },
     };
 
