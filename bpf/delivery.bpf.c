@@ -41,6 +41,7 @@
 #define TCP_ESTABLISHED 1
 #define TCP_SYN_SENT 2
 #define TCP_SYN_RECV 3
+#define TCP_LISTEN 10
 
 #define DL_ROLE_ACTIVE 1   /* connect()ed */
 #define DL_ROLE_PASSIVE 2  /* accepted from a listener */
@@ -275,6 +276,29 @@ static __always_inline void dl_sample(struct sk_buff *tail, struct st_delivery_k
 	lat->sum_ns += ns;
 }
 
+/* Whether a connection between these addresses can run over a loopback device: to
+ * 127.0.0.0/8 or ::1, or to the address it is from (an address of this host is routed
+ * through lo, and the source chosen for it is itself). Others never make a local pair,
+ * and their connect() costs no map write. */
+static __always_inline int dl_maybe_loopback(__u16 family, const __u8 local[16], const __u8 remote[16])
+{
+	int same = 1;
+
+	if (family == AF_INET && remote[0] == 127)
+		return 1;
+	for (int i = 0; i < 16; i++)
+		if (local[i] != remote[i])
+			same = 0;
+	if (same)
+		return 1;
+	if (family != AF_INET6 || remote[15] != 1)
+		return 0;
+	for (int i = 0; i < 15; i++)
+		if (remote[i])
+			return 0;
+	return 1;
+}
+
 static __always_inline void dl_add(void *map, void *key, void *first, __u64 bytes, __u64 segs, int pair)
 {
 	__u64 *v = bpf_map_lookup_elem(map, key);
@@ -306,7 +330,8 @@ static __always_inline void delivery_count(struct sock *sk)
 	__u64 received, bytes;
 	__u32 segs_in, segs, path = 0;
 
-	if (!dl_is_tcp(sk))
+	/* A listener's data_ready announces a connection, not bytes: no storage for it. */
+	if (!dl_is_tcp(sk) || BPF_CORE_READ(sk, __sk_common.skc_state) == TCP_LISTEN)
 		return;
 	s = bpf_sk_storage_get(&st_dl_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!s)
@@ -389,6 +414,8 @@ static __always_inline void delivery_state(const struct sock *sk, int oldstate, 
 		if (!s)
 			return;
 		s->listener_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+		if (!dl_maybe_loopback(t.family, local, remote))
+			return;
 		t.client_port = BPF_CORE_READ(sk, __sk_common.skc_num);
 		t.listener_port = s->listener_port;
 		__builtin_memcpy(t.client_addr, local, 16);
