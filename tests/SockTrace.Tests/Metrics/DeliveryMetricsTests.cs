@@ -14,15 +14,17 @@ public sealed class DeliveryMetricsTests : IDisposable
     private readonly MetricCollector<long> _pairs;
     private List<Delivery> _deliveries = [];
     private List<LocalPair> _localPairs = [];
+    private List<DeliveryLatency> _latencies = [];
+    private readonly DeliveryMetrics _metrics;
 
     public DeliveryMetricsTests()
     {
         var meters = _services.GetRequiredService<IMeterFactory>();
-        var metrics = new DeliveryMetrics(meters, maxPairSeries: 2);
+        var metrics = _metrics = new DeliveryMetrics(meters, maxPairSeries: 2);
         _bytes = new(meters, SockTraceMeter.Name, "socktrace.socket.rx.bytes");
         _segments = new(meters, SockTraceMeter.Name, "socktrace.socket.rx.segments");
         _pairs = new(meters, SockTraceMeter.Name, "socktrace.loopback.local_pair.bytes");
-        metrics.Observe(() => _deliveries, () => _localPairs);
+        metrics.Observe(() => _deliveries, () => _localPairs, () => _latencies);
     }
 
     private static Dictionary<string, long> ByPath(MetricCollector<long> collector)
@@ -63,6 +65,41 @@ public sealed class DeliveryMetricsTests : IDisposable
 
         _localPairs = [new(1, 8080, "envoy", 600), new(2, 8080, "envoy", 300), new(1, 15001, "app", 40), new(1, 9000, "curl", 9)];
         Assert.Equal(new Dictionary<(string, string), long> { [("8080", "envoy")] = 900, [("15001", "app")] = 40, [("other", "other")] = 9 }, Pairs());
+    }
+
+    private static ulong[] Buckets(params (int Index, ulong Count)[] counts)
+    {
+        var buckets = new ulong[DeliveryLatencyValue.Bounds + 1];
+        foreach (var (i, c) in counts)
+            buckets[i] = c;
+        return buckets;
+    }
+
+    private string Exposition()
+    {
+        var text = new System.Text.StringBuilder();
+        _metrics.WriteTo(new ExpositionWriter(text, openMetrics: false));
+        return text.ToString();
+    }
+
+    [Fact]
+    public void LatencyIsAHistogramByPathOverTheAgentsBoundsSummedOverNamespaces()
+    {
+        // 2 samples at most 2.5 us and 1 at most 10 us in one namespace, 1 above 60 s in another.
+        _latencies = [new(1, RxPaths.Loopback, Buckets((1, 2), (3, 1)), 12_000), new(2, RxPaths.Loopback, Buckets((24, 1)), 61_000_000_000)];
+        string text = Exposition();
+        Assert.Contains("# TYPE socktrace_rx_delivery_seconds histogram\n", text);
+        Assert.Contains("socktrace_rx_delivery_seconds_bucket{otel_scope_name=\"SockTrace\",path=\"loopback\",le=\"1e-06\"} 0\n", text);
+        Assert.Contains("socktrace_rx_delivery_seconds_bucket{otel_scope_name=\"SockTrace\",path=\"loopback\",le=\"2.5e-06\"} 2\n", text);
+        Assert.Contains("socktrace_rx_delivery_seconds_bucket{otel_scope_name=\"SockTrace\",path=\"loopback\",le=\"1e-05\"} 3\n", text);
+        Assert.Contains("socktrace_rx_delivery_seconds_bucket{otel_scope_name=\"SockTrace\",path=\"loopback\",le=\"60\"} 3\n", text);
+        Assert.Contains("socktrace_rx_delivery_seconds_bucket{otel_scope_name=\"SockTrace\",path=\"loopback\",le=\"+Inf\"} 4\n", text);
+        Assert.Contains("socktrace_rx_delivery_seconds_count{otel_scope_name=\"SockTrace\",path=\"loopback\"} 4\n", text);
+        Assert.Contains("socktrace_rx_delivery_seconds_sum{otel_scope_name=\"SockTrace\",path=\"loopback\"} 61.000012\n", text);
+
+        // Namespace 1 sampled once more; namespace 2's key was evicted: its samples stay counted.
+        _latencies = [new(1, RxPaths.Loopback, Buckets((1, 3), (3, 1)), 14_000)];
+        Assert.Contains("socktrace_rx_delivery_seconds_count{otel_scope_name=\"SockTrace\",path=\"loopback\"} 5\n", Exposition());
     }
 
     public void Dispose() => _services.Dispose();
