@@ -107,6 +107,38 @@ struct st_rx_value {
 	char name[ST_IFNAME_LEN];
 };
 
+/* Key of the per-CPU map st_delivery (bpf/delivery.bpf.c): bytes queued in order on TCP
+ * sockets, by the socket's network namespace and the path the skb last entered a stack on. */
+struct st_delivery_key {
+	__u32 netns;          /* inode number of the socket's network namespace */
+	__u32 path;           /* ST_RX_PATH_*, 0 when the receive queue had no skb to tell */
+};
+
+struct st_delivery_value {
+	__u64 bytes;          /* payload bytes, each once, as rcv_nxt passed them */
+	__u64 segments;       /* data segments received (tcp_info's data_segs_in) */
+};
+
+/* Value of the per-CPU map st_delivery_latency, keyed by st_delivery_key: sampled times
+ * from an skb's hand-off to the stack to its queueing on the socket. Bucket i counts the
+ * samples at most the agent's i-th latency bound (1 us ... 60 s, Metrics/SockTraceMeter.cs);
+ * the last counts the rest. */
+#define ST_LATENCY_BOUNDS 24
+
+struct st_delivery_latency {
+	__u64 buckets[ST_LATENCY_BOUNDS + 1];
+	__u64 sum_ns;
+};
+
+/* Key of the per-CPU map st_local_pairs: loopback bytes between two sockets of one
+ * network namespace, by the listener's port and the connecting process. */
+struct st_local_pair_key {
+	__u32 netns;
+	__u16 port;           /* the listener's port, host byte order */
+	__u16 _pad;
+	char comm[ST_COMM_LEN]; /* the connecting (client) process */
+};
+
 /* Set between open and load through the object's .rodata (the only global there). */
 struct st_config {
 	__u64 wakeup_bytes;     /* wake the reader only once this much data is pending */

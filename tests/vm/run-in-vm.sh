@@ -167,8 +167,9 @@ add_module() {
     echo "$m" >>"$init/socktrace-vm/modules"
 }
 touch "$init/socktrace-vm/modules"
-# veth: the kernel tests join two network namespaces with a veth pair.
-for m in virtio_pci 9pnet_virtio 9p overlay veth; do add_module "$m"; done
+# veth: the kernel tests join two network namespaces with a veth pair; bridge: and
+# namespaces through a bridge (with its dependencies, stp and llc).
+for m in virtio_pci 9pnet_virtio 9p overlay veth bridge; do add_module "$m"; done
 if [ ${#nics[@]} -gt 0 ]; then add_module e1000; fi
 
 {

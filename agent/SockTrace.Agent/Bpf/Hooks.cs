@@ -113,5 +113,27 @@ public static class Hooks
         ],
     }, Required: false);
 
-    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close, Rx, ListenOverflow];
+    /// <summary>Bytes queued in order on TCP sockets, who each connection's ends are, and the
+    /// sampled delivery latency, stamped where an skb enters the stack (bpf/delivery.bpf.c says
+    /// why these functions). No kprobe programs, for the reason
+    /// <see cref="SockEstablished"/> gives; sock:sk_data_ready exists from 6.4 on, so on an
+    /// older kernel without fentry the hook is left out. Off with --rx-metrics off.</summary>
+    public static readonly Hook Delivery = new("delivery", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Fentry] =
+        [
+            new("st_fe_tcp_data_ready", "tcp_data_ready"),
+            new("st_fe_dl_tcp_set_state", "tcp_set_state"),
+            new("st_fe_dl_netif_receive_skb_one_core", "__netif_receive_skb_one_core"),
+            new("st_fe_dl_netif_receive_skb_list_core", "__netif_receive_skb_list_core"),
+        ],
+        [AttachMode.Tracepoint] =
+        [
+            new("st_tp_btf_sk_data_ready", Tracepoint: "sock/sk_data_ready"),
+            new("st_tp_btf_dl_inet_sock_set_state", Tracepoint: "sock/inet_sock_set_state"),
+            new("st_tp_btf_dl_netif_receive_skb", Tracepoint: "net/netif_receive_skb"),
+        ],
+    }, Required: false);
+
+    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close, Rx, ListenOverflow, Delivery];
 }

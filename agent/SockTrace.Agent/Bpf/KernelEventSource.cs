@@ -54,6 +54,7 @@ public sealed partial class KernelEventSource : IEventSource
             Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
             RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_devices"));
+            Deliveries = new DeliveryCounters(_object.MapFd("st_delivery"), _object.MapFd("st_local_pairs"), _object.MapFd("st_delivery_latency"));
             ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
@@ -82,6 +83,9 @@ public sealed partial class KernelEventSource : IEventSource
 
     /// <summary>The rx hook's per-device counters; empty when the hook is not loaded.</summary>
     public RxDeviceCounters RxDevices { get; }
+
+    /// <summary>The delivery hook's per-path and local-pair counters; empty when the hook is not loaded.</summary>
+    public DeliveryCounters Deliveries { get; }
 
     /// <summary>Listening sockets seen at an accept or a listen overflow.</summary>
     public ListenQueueTable ListenQueues { get; }

@@ -54,6 +54,7 @@ public static class AgentHost
             sp.GetRequiredService<ILogger<FdRaceMetrics>>(), sp.GetRequiredService<SeriesLimit>(), sp.GetRequiredService<Attribution.PodAttributionSlot>().Value));
         builder.Services.AddSingleton<AgentMetrics>();
         builder.Services.AddSingleton<RxMetrics>();
+        builder.Services.AddSingleton(sp => new DeliveryMetrics(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<AgentOptions>().MaxSeriesPerMetric));
         builder.Services.AddSingleton(sp => new ListenMetrics(sp.GetRequiredService<System.Diagnostics.Metrics.IMeterFactory>(), sp.GetRequiredService<AgentOptions>().MaxSeriesPerMetric));
         builder.Services.AddSingleton<AgentService>();
         // Before the agent's own service: a missing NODE_NAME or token stops start-up before BPF loads.
@@ -76,6 +77,7 @@ public static class AgentHost
         app.Services.GetRequiredService<AcceptMetrics>();
         app.Services.GetRequiredService<FdRaceMetrics>();
         app.Services.GetRequiredService<RxMetrics>();
+        app.Services.GetRequiredService<DeliveryMetrics>();
         app.Services.GetRequiredService<ListenMetrics>();
         app.UseEndpointAuthorization(options);
         app.MapMetrics();

@@ -44,8 +44,8 @@ public sealed record AgentOptions(string AttachMode, uint RingBufferBytes, TimeS
     public bool AuthKubernetes { get; init; }
     public bool Tls => TlsCertFile is not null;
 
-    /// <summary>The hooks to plan and load: all of them, less rx when --rx-metrics is off.</summary>
-    public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx);
+    /// <summary>The hooks to plan and load: all of them, less rx and delivery when --rx-metrics is off.</summary>
+    public IEnumerable<Hook> Hooks => RxMetrics ? Bpf.Hooks.All : Bpf.Hooks.All.Where(h => h != Bpf.Hooks.Rx && h != Bpf.Hooks.Delivery);
 
     /// <summary>Reads and validates; a bad value is a <see cref="StartupException"/> naming the setting.</summary>
     public static AgentOptions From(IConfiguration config)

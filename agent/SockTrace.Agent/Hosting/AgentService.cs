@@ -15,6 +15,7 @@ public sealed partial class AgentService(
     FdRaceMetrics fdRaceMetrics,
     AgentMetrics agentMetrics,
     RxMetrics rxMetrics,
+    DeliveryMetrics deliveryMetrics,
     ListenMetrics listenMetrics,
     IHostApplicationLifetime lifetime,
     ILoggerFactory loggerFactory) : IHostedService
@@ -39,7 +40,10 @@ public sealed partial class AgentService(
         source.Faulted += OnFaulted;
         agentMetrics.Observe(source, decoder);
         if (options.RxMetrics)
+        {
             rxMetrics.Observe(source.RxDevices.Read);
+            deliveryMetrics.Observe(source.Deliveries.ReadDeliveries, source.Deliveries.ReadLocalPairs, source.Deliveries.ReadLatencies);
+        }
         listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
         source.Start();
         _source = source;

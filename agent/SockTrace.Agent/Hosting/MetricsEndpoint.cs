@@ -19,6 +19,7 @@ internal static class MetricsEndpoint
     public static void MapMetrics(this WebApplication app)
     {
         var accepts = app.Services.GetRequiredService<AcceptMetrics>();
+        var deliveries = app.Services.GetRequiredService<DeliveryMetrics>();
         app.Use(async (context, next) =>
         {
             if (context.Request.Path != Path)
@@ -50,7 +51,9 @@ internal static class MetricsEndpoint
             context.Response.ContentType ??= TextFormat;
             bool openMetrics = context.Response.ContentType.StartsWith("application/openmetrics-text", StringComparison.Ordinal);
             var own = new StringBuilder();
-            accepts.WriteTo(new ExpositionWriter(own, openMetrics));
+            var writer = new ExpositionWriter(own, openMetrics);
+            accepts.WriteTo(writer);
+            deliveries.WriteTo(writer);
 
             if (gzip)
             {

@@ -53,6 +53,15 @@ public sealed class RecordLayoutTests
         { "st_rx_value.bytes", typeof(RxValue), nameof(RxValue.Bytes) },
         { "st_rx_value.path", typeof(RxValue), nameof(RxValue.Path) },
         { "st_rx_value.name", typeof(RxValue), nameof(RxValue.Name) },
+        { "st_delivery_key.netns", typeof(DeliveryKey), nameof(DeliveryKey.Netns) },
+        { "st_delivery_key.path", typeof(DeliveryKey), nameof(DeliveryKey.Path) },
+        { "st_delivery_value.bytes", typeof(DeliveryValue), nameof(DeliveryValue.Bytes) },
+        { "st_delivery_value.segments", typeof(DeliveryValue), nameof(DeliveryValue.Segments) },
+        { "st_delivery_latency.buckets", typeof(DeliveryLatencyValue), nameof(DeliveryLatencyValue.Buckets) },
+        { "st_delivery_latency.sum_ns", typeof(DeliveryLatencyValue), nameof(DeliveryLatencyValue.SumNs) },
+        { "st_local_pair_key.netns", typeof(LocalPairKey), nameof(LocalPairKey.Netns) },
+        { "st_local_pair_key.port", typeof(LocalPairKey), nameof(LocalPairKey.Port) },
+        { "st_local_pair_key.comm", typeof(LocalPairKey), nameof(LocalPairKey.Comm) },
         { "st_config.wakeup_bytes", typeof(BpfConfig), nameof(BpfConfig.WakeupBytes) },
         { "st_config.double_close_window_ns", typeof(BpfConfig), nameof(BpfConfig.DoubleCloseWindowNs) },
     };
@@ -67,6 +76,10 @@ public sealed class RecordLayoutTests
         { "st_listen_value", typeof(ListenValue) },
         { "st_rx_key", typeof(RxKey) },
         { "st_rx_value", typeof(RxValue) },
+        { "st_delivery_key", typeof(DeliveryKey) },
+        { "st_delivery_value", typeof(DeliveryValue) },
+        { "st_delivery_latency", typeof(DeliveryLatencyValue) },
+        { "st_local_pair_key", typeof(LocalPairKey) },
     };
 
     [Theory]

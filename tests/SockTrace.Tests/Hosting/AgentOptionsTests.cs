@@ -31,7 +31,8 @@ public sealed class AgentOptionsTests
         var options = From(("SockTrace:RxMetrics", value));
         Assert.Equal(on, options.RxMetrics);
         Assert.Equal(on, options.Hooks.Contains(SockTrace.Agent.Bpf.Hooks.Rx));
-        Assert.Equal(SockTrace.Agent.Bpf.Hooks.All.Count - (on ? 0 : 1), options.Hooks.Count());
+        Assert.Equal(on, options.Hooks.Contains(SockTrace.Agent.Bpf.Hooks.Delivery));
+        Assert.Equal(SockTrace.Agent.Bpf.Hooks.All.Count - (on ? 0 : 2), options.Hooks.Count());
     }
 
     [Theory]

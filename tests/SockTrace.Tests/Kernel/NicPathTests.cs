@@ -39,4 +39,41 @@ public sealed class NicPathTests(ITestOutputHelper output)
         var accept = Assert.Single(pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 1));
         Assert.Equal("remote", accept.Tags["peer"]);
     }
+
+    /// <summary>The host sender's bytes reach a socket once, as nic, and are no loopback pair.
+    /// The guest's own namespace carries nothing else over eth0; the listener is closed as soon
+    /// as it has given up one connection, so that no second one is delivered bytes meanwhile.</summary>
+    [Fact]
+    public async Task BytesFromOutsideTheGuestAreDeliveredOnceAsNicAndAreNoLocalPair()
+    {
+        if (!int.TryParse(Environment.GetEnvironmentVariable("SOCKTRACE_TEST_NIC_PORT"), out int port))
+            Assert.Fail("SOCKTRACE_TEST_NIC_PORT is not set: this test runs in the qemu guest with an e1000 NIC and a host sender (tests/vm/run-in-vm.sh --nic)");
+        using var pipeline = new KernelPipeline();
+        var netns = uint.Parse(new FileInfo("/proc/self/ns/net").LinkTarget!.AsSpan(5)[..^1], System.Globalization.CultureInfo.InvariantCulture);
+        var before = DeliveryPathTests.Deliveries(pipeline, netns).GetValueOrDefault("nic");
+        ulong pairsBefore = LocalPairBytes(pipeline, netns);
+        Socket accepted;
+        using (var listener = new Socket(SocketType.Stream, ProtocolType.Tcp))
+        {
+            listener.Bind(new IPEndPoint(IPAddress.Any, port));
+            listener.Listen(1);
+            using var timeout = new CancellationTokenSource(TimeSpan.FromSeconds(120));
+            accepted = await listener.AcceptAsync(timeout.Token);
+        }
+        using (accepted)
+        {
+            long received = RxPathTests.ReadToEnd(accepted);
+            var (_, segments) = DeliveryPathTests.TcpInfo(accepted);
+            var after = DeliveryPathTests.Deliveries(pipeline, netns).GetValueOrDefault("nic");
+            output.WriteLine($"nic delivery: read {received} bytes in {segments} segments (tcp_info); delivered on nic rose by {after.Bytes - before.Bytes} bytes, {after.Segments - before.Segments} segments; delivery mode {pipeline.Source.Probes.Single(p => p.Hook == "delivery").Mode}");
+            Assert.True(received > 0, "the host sender sent nothing");
+            if (long.TryParse(Environment.GetEnvironmentVariable("SOCKTRACE_TEST_NIC_BYTES"), out long sent))
+                Assert.Equal(sent, received);
+            Assert.Equal(((ulong)received, segments), (after.Bytes - before.Bytes, after.Segments - before.Segments));
+            Assert.Equal(pairsBefore, LocalPairBytes(pipeline, netns));
+        }
+    }
+
+    private static ulong LocalPairBytes(KernelPipeline pipeline, uint netns) =>
+        (ulong)pipeline.Source.Deliveries.ReadLocalPairs().Where(p => p.Netns == netns).Sum(p => (long)p.Bytes);
 }

@@ -1,0 +1,192 @@
+using Xunit.Abstractions;
+using System.Buffers.Binary;
+using System.Net;
+using System.Net.Sockets;
+using SockTrace.Agent.Bpf;
+using SockTrace.Agent.Events;
+using SockTrace.Tests.Support;
+
+namespace SockTrace.Tests.Kernel;
+
+/// <summary>
+/// Bytes delivered to sockets, by path, on the real kernel (bpf/delivery.bpf.c). Every test
+/// runs in network namespaces it makes and reads the counters of those namespaces only, so
+/// other traffic on the host cannot change the numbers: each is exact. Segments are checked
+/// against what each socket's own tcp_info says it received.
+/// </summary>
+[Trait("Category", "Kernel")]
+public sealed class DeliveryPathTests(ITestOutputHelper output)
+{
+    private const int Up = 1_000_003;
+    private const int Down = 300_007;
+
+    [Fact]
+    public void LoopbackBytesCountOnceAsLoopbackAndAsALocalPair()
+    {
+        using var pipeline = new KernelPipeline();
+        Assert.Equal(KernelPipeline.ExpectedMode(Hooks.Delivery), pipeline.Source.Probes.Single(p => p.Hook == "delivery").Mode);
+        using var ns = new BridgeTopology(bridged: false);
+        uint netns = BridgeTopology.Inode(ns.Server);
+
+        var x = Exchange(ns.Server, ns.Server, IPAddress.Loopback);
+
+        var delivered = Deliveries(pipeline, netns);
+        output.WriteLine($"loopback: {Describe(delivered)}; tcp_info segments {x.ServerSegments}+{x.ClientSegments}");
+        Assert.Equal(new Dictionary<string, (ulong, ulong)> { ["loopback"] = (Up + Down, x.ServerSegments + x.ClientSegments) }, delivered);
+        // Both directions, under the listener's port and the connecting process.
+        var pair = Assert.Single(pipeline.Source.Deliveries.ReadLocalPairs(), p => p.Netns == netns);
+        Assert.Equal((x.Port, File.ReadAllText("/proc/self/comm").Trim(), (ulong)(Up + Down)), (pair.Port, pair.Comm, pair.Bytes));
+    }
+
+    [Fact]
+    public void VethBytesCountOnceAsVirtualInTheReceivingNamespaceAndAreNoLocalPair()
+    {
+        using var pipeline = new KernelPipeline();
+        using var veth = new VethPair();
+        uint server = BridgeTopology.Inode(veth.NamespaceA), client = BridgeTopology.Inode(veth.NamespaceB);
+
+        var x = Exchange(veth.NamespaceA, veth.NamespaceB, VethPair.AddressA);
+
+        var atServer = Deliveries(pipeline, server);
+        var atClient = Deliveries(pipeline, client);
+        output.WriteLine($"veth: server {Describe(atServer)}, client {Describe(atClient)}");
+        Assert.Equal(new Dictionary<string, (ulong, ulong)> { ["virtual"] = (Up, x.ServerSegments) }, atServer);
+        Assert.Equal(new Dictionary<string, (ulong, ulong)> { ["virtual"] = (Down, x.ClientSegments) }, atClient);
+        // Another network namespace with its own stack is not a loopback pair.
+        Assert.DoesNotContain(pipeline.Source.Deliveries.ReadLocalPairs(), p => p.Netns == server || p.Netns == client);
+    }
+
+    [Fact]
+    public void BytesThroughABridgeCountOnceThoughEveryDeviceOnTheWayCountsThem()
+    {
+        using var pipeline = new KernelPipeline();
+        using var net = new BridgeTopology();
+        uint server = BridgeTopology.Inode(net.Server), client = BridgeTopology.Inode(net.Client), bridge = BridgeTopology.Inode(net.Switch);
+
+        var x = Exchange(net.Server, net.Client, net.ServerAddress);
+
+        var atServer = Deliveries(pipeline, server);
+        var atClient = Deliveries(pipeline, client);
+        output.WriteLine($"bridge: server {Describe(atServer)}, client {Describe(atClient)}, switch {Describe(Deliveries(pipeline, bridge))}");
+        Assert.Equal(new Dictionary<string, (ulong, ulong)> { ["virtual"] = (Up, x.ServerSegments) }, atServer);
+        Assert.Equal(new Dictionary<string, (ulong, ulong)> { ["virtual"] = (Down, x.ClientSegments) }, atClient);
+        Assert.Empty(Deliveries(pipeline, bridge));
+        Assert.DoesNotContain(pipeline.Source.Deliveries.ReadLocalPairs(), p => p.Netns == server || p.Netns == client);
+        // The per-device counters saw the upload on the client's bridge port and again on the
+        // server's veth: once per device crossed.
+        var devices = pipeline.Source.RxDevices.Read();
+        ulong port = devices.Where(d => d.Key.Netns == bridge && d.Name == net.ClientDevice + "p").Sum(d => (long)d.Bytes) is var p ? (ulong)p : 0;
+        ulong veth = devices.Where(d => d.Key.Netns == server && d.Name == net.ServerDevice).Sum(d => (long)d.Bytes) is var v ? (ulong)v : 0;
+        output.WriteLine($"per device: {net.ClientDevice}p {port}, {net.ServerDevice} {veth}");
+        Assert.True(port >= Up && veth >= Up, $"per-device: bridge port {port}, server veth {veth}, sent {Up}");
+    }
+
+    [Fact]
+    public async Task DeliveryLatencyIsSampledOnTheLoopbackPathWithinTheExchangesTime()
+    {
+        const int rounds = 4000;
+        using var pipeline = new KernelPipeline();
+        using var ns = new BridgeTopology(bridged: false);
+        uint netns = BridgeTopology.Inode(ns.Server);
+        using var listener = VethPair.In(ns.Server, () => Loopback.Listen());
+        using var client = VethPair.In(ns.Server, () => Loopback.Connect(listener.Port()));
+        using var accepted = listener.Accept();
+        client.NoDelay = accepted.NoDelay = true;
+        var message = new byte[64];
+        var started = System.Diagnostics.Stopwatch.StartNew();
+        var echo = Task.Run(() =>
+        {
+            var buffer = new byte[64];
+            for (int i = 0; i < rounds; i++)
+            {
+                ReceiveExactly(accepted, buffer);
+                accepted.Send(buffer);
+            }
+        });
+        for (int i = 0; i < rounds; i++)
+        {
+            client.Send(message);
+            ReceiveExactly(client, message);
+        }
+        await echo;
+        double elapsed = started.Elapsed.TotalSeconds;
+        ulong segments = TcpInfo(client).DataSegsIn + TcpInfo(accepted).DataSegsIn;
+
+        var samples = pipeline.Source.Deliveries.ReadLatencies().Where(l => l.Netns == netns).ToList();
+        var lo = Assert.Single(samples);
+        ulong count = lo.Buckets.Aggregate(0UL, (a, b) => a + b);
+        int slowest = Array.FindLastIndex(lo.Buckets, b => b > 0);
+        output.WriteLine($"latency: {count} samples of {segments} data segments, mean {lo.SumNs / Math.Max(count, 1)} ns, slowest bucket <= {(slowest < SockTraceMeterBounds.Length ? SockTraceMeterBounds[slowest] : double.PositiveInfinity)} s; exchange took {elapsed:F3} s");
+        Assert.Equal(RxPaths.Loopback, lo.Path);
+        // One skb in 64 per CPU is stamped, pure ACKs included (2 * rounds skbs with data):
+        // some samples, never more than the segments, none longer than the whole exchange.
+        Assert.InRange(count, 1UL, segments);
+        Assert.True(lo.SumNs / 1e9 <= elapsed, $"samples sum to {lo.SumNs} ns, the exchange took {elapsed} s");
+        Assert.True(slowest < SockTraceMeterBounds.Length && SockTraceMeterBounds[Math.Max(slowest - 1, 0)] < elapsed, $"a sample in bucket {slowest}");
+    }
+
+    private static readonly double[] SockTraceMeterBounds = [.. SockTrace.Agent.Metrics.SockTraceMeter.LatencyBuckets];
+
+    internal readonly record struct Result(ushort Port, ulong ServerSegments, ulong ClientSegments);
+
+    /// <summary>
+    /// A connection from <paramref name="clientNs"/> to a listener in <paramref name="serverNs"/>:
+    /// the client sends <see cref="Up"/> bytes and shuts down, the server reads them to EOF and
+    /// answers with <see cref="Down"/> bytes. Returns what each socket's tcp_info says it received.
+    /// </summary>
+    internal static Result Exchange(string serverNs, string clientNs, IPAddress address)
+    {
+        using var listener = VethPair.In(serverNs, () => Loopback.Listen(address: address));
+        int port = listener.Port();
+        using var client = VethPair.In(clientNs, () => new Socket(address.AddressFamily, SocketType.Stream, ProtocolType.Tcp));
+        client.Connect(new IPEndPoint(address, port));
+        using var accepted = listener.Accept();
+        var upload = Task.Run(() => RxPathTests.ReadToEnd(accepted));
+        Send(client, Up);
+        client.Shutdown(SocketShutdown.Send);
+        Assert.Equal(Up, upload.GetAwaiter().GetResult());
+        var download = Task.Run(() => RxPathTests.ReadToEnd(client));
+        Send(accepted, Down);
+        accepted.Shutdown(SocketShutdown.Send);
+        Assert.Equal(Down, download.GetAwaiter().GetResult());
+        var server = TcpInfo(accepted);
+        var clientInfo = TcpInfo(client);
+        // tcp_info's bytes_received counts the FIN's sequence number too.
+        Assert.Equal(((ulong)Up + 1, (ulong)Down + 1), (server.BytesReceived, clientInfo.BytesReceived));
+        return new((ushort)port, server.DataSegsIn, clientInfo.DataSegsIn);
+    }
+
+    private static void ReceiveExactly(Socket socket, byte[] buffer)
+    {
+        for (int n = 0; n < buffer.Length;)
+        {
+            int got = socket.Receive(buffer, n, buffer.Length - n, SocketFlags.None);
+            Assert.True(got > 0, "the peer closed early");
+            n += got;
+        }
+    }
+
+    private static void Send(Socket socket, int bytes)
+    {
+        var chunk = new byte[64 * 1024];
+        for (int sent = 0; sent < bytes;)
+            sent += socket.Send(chunk, 0, Math.Min(chunk.Length, bytes - sent), SocketFlags.None);
+    }
+
+    /// <summary>tcpi_bytes_received (offset 128) and tcpi_data_segs_in (offset 152) of struct tcp_info (include/uapi/linux/tcp.h).</summary>
+    internal static (ulong BytesReceived, ulong DataSegsIn) TcpInfo(Socket socket)
+    {
+        var info = new byte[232];
+        int n = socket.GetRawSocketOption(6 /* IPPROTO_TCP */, 11 /* TCP_INFO */, info);
+        Assert.True(n >= 160, $"tcp_info is {n} bytes");
+        return (BinaryPrimitives.ReadUInt64LittleEndian(info.AsSpan(128)), BinaryPrimitives.ReadUInt32LittleEndian(info.AsSpan(152)));
+    }
+
+    /// <summary>What sockets of one network namespace received, by path label.</summary>
+    internal static Dictionary<string, (ulong Bytes, ulong Segments)> Deliveries(KernelPipeline pipeline, uint netns) =>
+        pipeline.Source.Deliveries.ReadDeliveries().Where(d => d.Netns == netns && (d.Bytes > 0 || d.Segments > 0))
+            .ToDictionary(d => RxPaths.Label(d.Path), d => (d.Bytes, d.Segments));
+
+    private static string Describe(Dictionary<string, (ulong Bytes, ulong Segments)> d) =>
+        d.Count == 0 ? "nothing" : string.Join(", ", d.Select(kv => $"{kv.Key} {kv.Value.Bytes} bytes/{kv.Value.Segments} segments"));
+}
