@@ -22,6 +22,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct accept_call {
 	__u64 enter_ns;
 	__u64 sk; /* the accepted sock, when a hook on inet_csk_accept saw it */
+	__u64 listener; /* the listening sock accept() was called on */
 	__u16 lport;
 	__u16 _pad[3];
 };
@@ -112,6 +113,7 @@ static __always_inline void accept_enter(long listen_fd)
 		return;
 	/* The queue this call is about to take from, as `ss -lnt` would show it now. */
 	st_listen_seen(sk, 0);
+	call.listener = (__u64)sk;
 	call.enter_ns = bpf_ktime_get_ns();
 	call.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_ANY))
@@ -155,8 +157,10 @@ static __always_inline void accept_exit(long ret)
 
 	if (!call)
 		return;
-	if (ret >= 0)
+	if (ret >= 0) {
 		st_check_reuse_after_close(ret, now);
+		st_listen_accepted(call->listener);
+	}
 	rec = st_reserve(sizeof(*rec));
 	if (!rec)
 		goto out;
@@ -230,6 +234,8 @@ static __always_inline void sock_state_change(const struct sock *sk, int oldstat
 		client_established(sk);
 	if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
 		st_listen_forget(sk);
+	if (newstate == TCP_LISTEN)
+		st_listen_started((struct sock *)sk);
 	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
 		return;
 	now = bpf_ktime_get_ns();

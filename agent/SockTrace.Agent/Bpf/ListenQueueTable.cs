@@ -2,7 +2,7 @@ using SockTrace.Agent.Events;
 
 namespace SockTrace.Agent.Bpf;
 
-/// <summary>Reads st_listen (bpf/listen.bpf.h): listening sockets by network namespace and port.</summary>
+/// <summary>Reads st_listen (bpf/listen.bpf.h): every listening socket seen, by its struct sock address.</summary>
 public sealed unsafe class ListenQueueTable(int mapFd)
 {
     /// <summary>Every listener in the map.</summary>
@@ -11,8 +11,13 @@ public sealed unsafe class ListenQueueTable(int mapFd)
         var queues = new List<ListenQueue>();
         var value = new ListenValue[1];
         fixed (ListenValue* v = value)
-            BpfMapWalk.Each<ListenKey>(mapFd, "st_listen", v,
-                key => queues.Add(new ListenQueue(key.Netns, key.Port, value[0].Overflows, value[0].Depth, value[0].Limit)));
+            BpfMapWalk.Each<ulong>(mapFd, "st_listen", v, sock =>
+            {
+                ref var l = ref value[0];
+                // Indexed at its first accept when listen() picked the port (bpf/listen.bpf.h).
+                if (l.Port != 0)
+                    queues.Add(new ListenQueue(sock, l.SeenNs, l.Netns, l.Port, l.Address(), l.Overflows, l.SynDrops, l.Accepts, l.Depth, l.Limit, l.SynQueue));
+            });
         return queues;
     }
 }
