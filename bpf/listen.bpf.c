@@ -19,7 +19,7 @@
  * tracepoint mode, where kprobes are missing, needs two BTF tracepoints:
  *  - skb:kfree_skb, for the last ACK: from 6.15 tcp_check_req() (net/ipv4/tcp_minisocks.c)
  *    frees it with SKB_DROP_REASON_TCP_LISTEN_OVERFLOW, and the tracepoint carries the
- *    listener as rx_sk (6.12 on). Neither exists on 6.1: the program does not load there,
+ *    listener as rx_sk (since 6.11). Neither exists on 6.1: the program does not load there,
  *    so the mode is not offered.
  *  - skb:consume_skb, for the SYN: tcp_conn_request() drops it without a reason, and
  *    tcp_rcv_state_process() consumes it as if it had been answered. The listener is not

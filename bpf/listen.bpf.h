@@ -43,6 +43,17 @@ struct {
 	__type(value, __u64);
 } st_listen_ports SEC(".maps") __weak;
 
+/*
+ * Accepts per listening socket and accepting process: the processes that share one
+ * listener are its workers. LRU; the agent removes a closed listener's workers.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct st_listen_worker_key);
+	__type(value, struct st_listen_worker_value);
+} st_listen_workers SEC(".maps") __weak;
+
 /* sk_acceptq_is_full() (include/net/sock.h): the queue holds one more than the backlog. */
 static __always_inline int st_acceptq_full(struct sock *sk)
 {
@@ -160,13 +171,28 @@ static __always_inline void st_listen_started(struct sock *sk)
 	st_listen_entry(sk);
 }
 
-/* accept() returned a connection from this listener. */
+/* accept() returned a connection from this listener, in the current process. A map
+ * update only at a process's first accept from a listener; lookups after that. */
 static __always_inline void st_listen_accepted(__u64 sk)
 {
 	struct st_listen_value *v = bpf_map_lookup_elem(&st_listen, &sk);
+	struct st_listen_worker_key wkey = { .sk = sk, .tgid = bpf_get_current_pid_tgid() >> 32 };
+	struct st_listen_worker_value *w;
 
-	if (v)
-		__sync_fetch_and_add(&v->accepts, 1);
+	if (!v)
+		return;
+	__sync_fetch_and_add(&v->accepts, 1);
+	w = bpf_map_lookup_elem(&st_listen_workers, &wkey);
+	if (!w) {
+		struct st_listen_worker_value first = { .first_ns = bpf_ktime_get_ns() };
+
+		st_process_comm(first.comm);
+		bpf_map_update_elem(&st_listen_workers, &wkey, &first, BPF_NOEXIST);
+		w = bpf_map_lookup_elem(&st_listen_workers, &wkey);
+		if (!w)
+			return;
+	}
+	__sync_fetch_and_add(&w->accepts, 1);
 }
 
 /* A listener closed (LISTEN -> CLOSE in tcp_close(), net/ipv4/tcp.c): its series go at

@@ -95,6 +95,19 @@ struct st_listen_value {
 	__u32 _pad0;
 };
 
+/* st_listen_workers (bpf/listen.bpf.h): accepts of one process from one listening socket. */
+struct st_listen_worker_key {
+	__u64 sk;             /* the listening sock, as st_listen's key */
+	__u32 tgid;           /* the accepting process; never a label */
+	__u32 _pad0;
+};
+
+struct st_listen_worker_value {
+	__u64 accepts;
+	__u64 first_ns;       /* CLOCK_MONOTONIC of its first accept from this listener */
+	char comm[ST_COMM_LEN];
+};
+
 /* Key of the per-CPU map st_rx_devices: ifindex alone repeats in every network namespace. */
 struct st_rx_key {
 	__u32 netns;          /* inode number of the device's network namespace */

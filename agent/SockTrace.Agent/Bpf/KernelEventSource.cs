@@ -51,7 +51,7 @@ public sealed partial class KernelEventSource : IEventSource
             Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
             RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_devices"));
-            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"));
+            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"), _object.MapFd("st_listen_workers"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
         }

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 
 namespace SockTrace.Agent.Events;
 
-// C# twin of st_listen_value in bpf/socktrace.h (checked by RecordLayoutTests); the map's
+// C# twins of st_listen_value, st_listen_worker_key and st_listen_worker_value in bpf/socktrace.h (checked by RecordLayoutTests); the map's
 // key is the listener's struct sock address, a ulong.
 
 [StructLayout(LayoutKind.Sequential)]
@@ -30,6 +30,26 @@ public unsafe struct ListenValue
             return Family == PeerAddress.AfInet6 ? new IPAddress(new ReadOnlySpan<byte>(a, 16)) : new IPAddress(new ReadOnlySpan<byte>(a, 4));
     }
 }
+
+[StructLayout(LayoutKind.Sequential)]
+public struct ListenWorkerKey
+{
+    public ulong Sock;
+    public uint Tgid;
+    private uint _pad0;
+}
+
+[StructLayout(LayoutKind.Sequential)]
+public struct ListenWorkerValue
+{
+    public ulong Accepts;
+    public ulong FirstNs;
+    public Bytes16 Comm;
+}
+
+/// <summary>The accepts of one process (<paramref name="Tgid"/>, an identity, never a label)
+/// from one listening socket, since its first at <paramref name="FirstNs"/>.</summary>
+public readonly record struct ListenWorker(ulong Sock, uint Tgid, string Comm, ulong FirstNs, ulong Accepts);
 
 /// <summary>One listening socket: <paramref name="Sock"/> is its kernel address (an identity,
 /// never a label), <paramref name="SeenNs"/> when the kernel first saw it, then its network namespace (inode number), port and bound address, what

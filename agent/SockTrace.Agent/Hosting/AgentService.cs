@@ -40,7 +40,7 @@ public sealed partial class AgentService(
         agentMetrics.Observe(source, decoder);
         if (options.RxMetrics)
             rxMetrics.Observe(source.RxDevices.Read);
-        listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
+        listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), source.ListenQueues.ReadWorkers);
         source.Start();
         _source = source;
         LogStarted(options.RingBufferBytes, (int)options.PollInterval.TotalMilliseconds);

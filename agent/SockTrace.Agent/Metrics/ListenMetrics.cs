@@ -15,13 +15,18 @@ public sealed class ListenMetrics
 {
     private static readonly KeyValuePair<string, object?>[] Other = [new("netns", SeriesLimit.Other), new("port", SeriesLimit.Other), new("listener", SeriesLimit.Other)];
 
+    private static readonly KeyValuePair<string, object?>[] OtherWorker = [.. Other, new("worker", SeriesLimit.Other)];
+
     private readonly ListenerLabels _labels;
+    private readonly WorkerLabels _workerLabels;
     private volatile Func<IReadOnlyList<ListenQueue>>? _read;
+    private volatile Func<IReadOnlyList<ListenQueue>, IReadOnlyList<ListenWorker>>? _readWorkers;
     private volatile bool _dropsCounted;
 
     public ListenMetrics(IMeterFactory meterFactory, int maxSeries = SeriesLimit.DefaultMaxPerMetric)
     {
         _labels = new ListenerLabels(maxSeries);
+        _workerLabels = new WorkerLabels(maxSeries);
         var meter = meterFactory.Create(SockTraceMeter.Name);
         meter.CreateObservableCounter("socktrace.listen.overflows", () => _dropsCounted ? Observe(q => (long)q.Overflows, foldRest: true) : [],
             description: "Connections a listener refused because its accept queue was full (ListenOverflows of its namespace's /proc/net/netstat), per listening socket. Counted only with the listen_overflow hook attached.");
@@ -29,6 +34,8 @@ public sealed class ListenMetrics
             description: "SYNs a listener dropped because its SYN (request) queue was full and syncookies were off (TCPReqQFullDrop of its namespace's /proc/net/netstat), per listening socket. Counted only with the listen_overflow hook attached.");
         meter.CreateObservableCounter("socktrace.listen.accepts", () => Observe(q => (long)q.Accepts, foldRest: true),
             description: "Connections accept() returned from a listening socket: the spread across the members of a SO_REUSEPORT group.");
+        meter.CreateObservableCounter("socktrace.listen.worker.accepts", ObserveWorkers,
+            description: "Connections each process accept()ed from a listening socket: the spread across the workers that share one listener. worker is the process's name and its ordinal among that listener's accepting processes.");
         meter.CreateObservableGauge("socktrace.listen.queue.depth", () => Observe(q => q.Depth, foldRest: false),
             description: "Connections waiting in a listener's accept queue when last looked at (Recv-Q of `ss -lnt`), per listening socket.");
         meter.CreateObservableGauge("socktrace.listen.queue.limit", () => Observe(q => q.Limit, foldRest: false),
@@ -40,10 +47,35 @@ public sealed class ListenMetrics
     /// <summary>Starts reporting what <paramref name="read"/> returns (the kernel map, or a test's
     /// listeners). Without <paramref name="dropsCounted"/> (the listen_overflow hook left out)
     /// there are no overflow and SYN-drop series at all, rather than zeros nothing counted.</summary>
-    public void Observe(Func<IReadOnlyList<ListenQueue>> read, bool dropsCounted)
+    public void Observe(Func<IReadOnlyList<ListenQueue>> read, bool dropsCounted, Func<IReadOnlyList<ListenQueue>, IReadOnlyList<ListenWorker>>? readWorkers = null)
     {
         _dropsCounted = dropsCounted;
+        _readWorkers = readWorkers;
         _read = read;
+    }
+
+    private List<Measurement<long>> ObserveWorkers()
+    {
+        if (_read is not { } read || _readWorkers is not { } readWorkers)
+            return [];
+        var listeners = _labels.Assign(read());
+        var workers = readWorkers([.. listeners.Select(l => l.Queue)]);
+        var measurements = new List<Measurement<long>>(workers.Count + 1);
+        long rest = 0;
+        bool folded = false;
+        foreach (var (worker, tags) in _workerLabels.Assign(workers, listeners))
+        {
+            if (tags is null)
+            {
+                rest += (long)worker.Accepts;
+                folded = true;
+                continue;
+            }
+            measurements.Add(new Measurement<long>((long)worker.Accepts, tags));
+        }
+        if (folded)
+            measurements.Add(new Measurement<long>(rest, OtherWorker));
+        return measurements;
     }
 
     private List<Measurement<long>> Observe(Func<ListenQueue, long> value, bool foldRest)
@@ -131,6 +163,49 @@ internal sealed class ListenerLabels(int maxSeries)
                     _bySock[q.Sock] = known = (tags, group, ordinal);
                 }
                 result.Add((q, known.Tags));
+            }
+        }
+        return result;
+    }
+}
+
+/// <summary>
+/// The worker label of each process that accepted from a listening socket: its name and its
+/// ordinal among that listener's accepting processes, "nginx#0", "nginx#1", in the order of
+/// their first accept. Processes that share a listener are its workers, so the label is
+/// bounded by their number (never a pid); a closed listener's workers go with it.
+/// </summary>
+internal sealed class WorkerLabels(int maxSeries)
+{
+    private readonly Dictionary<(ulong Sock, uint Tgid), KeyValuePair<string, object?>[]> _tags = [];
+    private readonly Dictionary<ulong, int> _next = [];
+
+    public List<(ListenWorker Worker, KeyValuePair<string, object?>[]? Tags)> Assign(
+        IReadOnlyList<ListenWorker> workers, List<(ListenQueue Queue, KeyValuePair<string, object?>[]? Tags)> listeners)
+    {
+        var listenerTags = listeners.Where(l => l.Tags is not null).ToDictionary(l => l.Queue.Sock, l => l.Tags!);
+        var result = new List<(ListenWorker, KeyValuePair<string, object?>[]?)>(workers.Count);
+        lock (_tags)
+        {
+            foreach (var gone in _tags.Keys.Where(k => !listenerTags.ContainsKey(k.Sock)).ToList())
+            {
+                _tags.Remove(gone);
+                _next.Remove(gone.Sock);
+            }
+            foreach (var w in workers.OrderBy(w => w.FirstNs))
+            {
+                if (!_tags.TryGetValue((w.Sock, w.Tgid), out var tags))
+                {
+                    if (_tags.Count >= maxSeries || !listenerTags.TryGetValue(w.Sock, out var of))
+                    {
+                        result.Add((w, null));
+                        continue;
+                    }
+                    int ordinal = _next.GetValueOrDefault(w.Sock);
+                    _next[w.Sock] = ordinal + 1;
+                    _tags[(w.Sock, w.Tgid)] = tags = [.. of, new("worker", $"{w.Comm}#{ordinal.ToString(CultureInfo.InvariantCulture)}")];
+                }
+                result.Add((w, tags));
             }
         }
         return result;

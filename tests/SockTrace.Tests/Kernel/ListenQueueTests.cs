@@ -149,6 +149,74 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// One listener shared by three processes, as pre-forked servers share theirs: a Python
+    /// parent listens, eight connections queue, then a child accepts five, a second child two,
+    /// the parent one. Each process has its own series under worker "python3#N", numbered in
+    /// the order of its first accept, with exactly what it accepted; they go with the listener.
+    /// </summary>
+    [Fact]
+    public void WorkersOfOneSharedListener()
+    {
+        const string Workers = """
+            import os, socket, sys
+            s = socket.socket()
+            s.bind((sys.argv[1], 0))
+            s.listen(16)
+            print(s.getsockname()[1], flush=True)
+            sys.stdin.readline()
+            def take(n):
+                for _ in range(n):
+                    s.accept()[0].close()
+            for n in (5, 2):
+                pid = os.fork()
+                if pid == 0:
+                    take(n)
+                    os._exit(0)
+                os.waitpid(pid, 0)
+            take(1)
+            print("done", flush=True)
+            sys.stdin.readline()
+            """;
+        using var veth = new VethPair();
+        using var pipeline = new KernelPipeline();
+        var psi = new System.Diagnostics.ProcessStartInfo("ip") { RedirectStandardInput = true, RedirectStandardOutput = true };
+        foreach (string a in new[] { "netns", "exec", veth.NamespaceA, "python3", "-c", Workers, VethPair.AddressA.ToString() })
+            psi.ArgumentList.Add(a);
+        using var python = System.Diagnostics.Process.Start(psi)!;
+        try
+        {
+            int port = int.Parse(python.StandardOutput.ReadLine()!, CultureInfo.InvariantCulture);
+            var clients = Enumerable.Range(0, 8).Select(_ => VethPair.In(veth.NamespaceB, () => Connect(port, blocking: true))).ToList();
+            Eventually.True(() => RecvQ(veth.NamespaceA, port) == 8, "eight connections in the accept queue (ss -lnt)");
+            python.StandardInput.WriteLine();
+            python.StandardInput.Flush();
+            Assert.Equal("done", python.StandardOutput.ReadLine());
+
+            string netns = Inode(veth.NamespaceA);
+            var seen = pipeline.ScrapeWorkers(netns, port);
+            output.WriteLine(string.Join(", ", seen.Select(w => $"{w.Key.Listener} {w.Key.Worker}: {w.Value}")));
+            Assert.Equal(new Dictionary<(string, string), long>
+            {
+                [(Listener0, "python3#0")] = 5,
+                [(Listener0, "python3#1")] = 2,
+                [(Listener0, "python3#2")] = 1,
+            }, seen);
+            Assert.Equal(8, Assert.Single(pipeline.ScrapeListeners(netns, port)).Value.Accepts);
+
+            python.StandardInput.WriteLine();
+            python.StandardInput.Flush();
+            Assert.True(python.WaitForExit(TimeSpan.FromSeconds(30)), "the workers exit");
+            Eventually.True(() => pipeline.ScrapeWorkers(netns, port).Count == 0, "the closed listener's workers to go", TimeSpan.FromSeconds(10));
+            clients.ForEach(c => c.Dispose());
+        }
+        finally
+        {
+            if (!python.HasExited)
+                python.Kill(entireProcessTree: true);
+        }
+    }
+
+    /// <summary>
     /// SYNs that never complete: sent from a raw socket in the second namespace with a source
     /// address the listener's namespace routes back to it, where the SYN-ACKs are dropped
     /// (not for it, and it does not forward). With backlog 4 the SYN queue holds five

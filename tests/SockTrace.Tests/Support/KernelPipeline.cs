@@ -37,13 +37,14 @@ internal sealed class KernelPipeline : IDisposable
         Rx.Observe(Source.RxDevices.Read);
         RxBytes = Collect<long>(meters, "socktrace.rx.bytes");
         Listen = new ListenMetrics(meters);
-        Listen.Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
+        Listen.Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), Source.ListenQueues.ReadWorkers);
         ListenOverflows = Collect<long>(meters, "socktrace.listen.overflows");
         ListenSynDrops = Collect<long>(meters, "socktrace.syn_queue.drops");
         ListenAccepts = Collect<long>(meters, "socktrace.listen.accepts");
         ListenDepth = Collect<long>(meters, "socktrace.listen.queue.depth");
         ListenLimit = Collect<long>(meters, "socktrace.listen.queue.limit");
         ListenSynQueue = Collect<long>(meters, "socktrace.listen.syn_queue.depth");
+        ListenWorkerAccepts = Collect<long>(meters, "socktrace.listen.worker.accepts");
         Source.Start();
     }
 
@@ -92,6 +93,19 @@ internal sealed class KernelPipeline : IDisposable
     public MetricCollector<long> ListenDepth { get; }
     public MetricCollector<long> ListenLimit { get; }
     public MetricCollector<long> ListenSynQueue { get; }
+    public MetricCollector<long> ListenWorkerAccepts { get; }
+
+    /// <summary>socktrace.listen.worker.accepts of the listeners on (netns, port) as a scrape
+    /// reads it now, by (listener, worker).</summary>
+    public Dictionary<(string Listener, string Worker), long> ScrapeWorkers(string netns, int port)
+    {
+        string portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        ListenWorkerAccepts.Clear();
+        ListenWorkerAccepts.RecordObservableInstruments();
+        return ListenWorkerAccepts.GetMeasurementSnapshot()
+            .Where(m => (string?)m.Tags["netns"] == netns && (string?)m.Tags["port"] == portText)
+            .ToDictionary(m => ((string)m.Tags["listener"]!, (string)m.Tags["worker"]!), m => m.Value);
+    }
 
     /// <summary>The listen metrics of the one listener on (netns, port) as a scrape reads them
     /// now: null where it has no series.</summary>
