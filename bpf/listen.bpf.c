@@ -179,6 +179,15 @@ int BPF_KPROBE(st_kp_tcp_conn_request, void *rsk_ops, void *af_ops, struct sock 
 	return 0;
 }
 
+/* Seen at listen() in this mode too, so that a listener that never accepts is counted and
+ * the members of a SO_REUSEPORT group are numbered in the order they listened. */
+SEC("kprobe/inet_csk_listen_start")
+int BPF_KPROBE(st_kp_inet_csk_listen_start, struct sock *sk)
+{
+	st_listen_started(sk);
+	return 0;
+}
+
 SEC("kprobe/tcp_v4_syn_recv_sock")
 int BPF_KPROBE(st_kp_tcp_v4_syn_recv_sock, struct sock *sk)
 {

@@ -123,9 +123,19 @@ static __always_inline struct st_listen_value *st_listen_entry(struct sock *sk)
 
 	v = bpf_map_lookup_elem(&st_listen, &key);
 	if (v) {
-		if (!v->port && (v->port = BPF_CORE_READ(sk, __sk_common.skc_num)))
+		__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+
+		if (v->port == port && v->netns == st_netns_of(sk))
+			return v;
+		if (!v->port && port) {
+			v->port = port;
 			st_listen_index(v, key);
-		return v;
+			return v;
+		}
+		/* A sock freed without its close seen (a failed listen() in kprobe mode, where no
+		 * state change is traced), its memory now another listener's: start afresh. */
+		st_listen_unindex(v, key);
+		bpf_map_delete_elem(&st_listen, &key);
 	}
 	first.netns = st_netns_of(sk);
 	first.port = BPF_CORE_READ(sk, __sk_common.skc_num);
@@ -165,7 +175,7 @@ static __always_inline void st_listen_seen(struct sock *sk, int overflow)
 	st_listen_queues(v, sk);
 }
 
-/* A socket became a listener (CLOSE -> LISTEN in inet_csk_listen_start()). */
+/* A socket becomes a listener (inet_csk_listen_start(), or its CLOSE -> LISTEN). */
 static __always_inline void st_listen_started(struct sock *sk)
 {
 	st_listen_entry(sk);

@@ -121,6 +121,7 @@ public static class Hooks
             new("st_kp_tcp_conn_request", "tcp_conn_request"),
             new("st_kp_tcp_v4_syn_recv_sock", "tcp_v4_syn_recv_sock"),
             new("st_kp_tcp_v6_syn_recv_sock", "tcp_v6_syn_recv_sock"),
+            new("st_kp_inet_csk_listen_start", "inet_csk_listen_start"),
         ],
         [AttachMode.Tracepoint] =
         [
