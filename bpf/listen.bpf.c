@@ -27,7 +27,8 @@
  *    st_listen_ports and asks which one's sk_drops went up: tcp_listendrop() counts every
  *    SYN tcp_conn_request() drops there. Then the listener's state says why, in the
  *    order tcp_conn_request() checks it: a full SYN queue without syncookies
- *    (TCPReqQFullDrop), else a full accept queue (ListenOverflows).
+ *    (TCPReqQFullDrop), else a full accept queue (ListenOverflows). A SYN no listener
+ *    dropped was answered, with a cookie or not (syn_answered()).
  */
 #include "listen.bpf.h"
 
@@ -78,33 +79,71 @@ static __always_inline int syn_queue_full(struct sock *sk)
 	return st_syn_queue_len(sk) > BPF_CORE_READ(sk, sk_max_ack_backlog);
 }
 
+static __always_inline __u8 syncookies_of(struct sock *sk)
+{
+	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ipv4.sysctl_tcp_syncookies);
+}
+
 /* Why tcp_conn_request() drops a SYN, in the order it checks: a full SYN queue with
  * syncookies off (TCPReqQFullDrop), then a full accept queue (ListenOverflows). */
 static __always_inline void count_syn_drop(struct st_listen_value *v, struct sock *sk)
 {
-	if (syn_queue_full(sk) && !BPF_CORE_READ(sk, __sk_common.skc_net.net, ipv4.sysctl_tcp_syncookies))
+	if (syn_queue_full(sk) && !syncookies_of(sk))
 		__sync_fetch_and_add(&v->syn_drops, 1);
 	else if (st_acceptq_full(sk))
 		__sync_fetch_and_add(&v->overflows, 1);
 	st_listen_queues(v, sk);
 }
 
-/* On entry to tcp_conn_request() (kprobe mode): the SYN is about to be checked. */
+/*
+ * On entry to tcp_conn_request() (kprobe mode): the SYN is about to be checked. One that
+ * passes both checks is answered with a cookie (SyncookiesSent) where syncookies are on and
+ * the SYN queue is full, or always with syncookies = 2 (tcp_syn_flood_action()).
+ */
 static __always_inline void conn_request(struct sock *sk)
 {
+	__u8 cookies = syncookies_of(sk);
+	int synq_full = syn_queue_full(sk);
 	struct st_listen_value *v;
 
-	if (!st_acceptq_full(sk) && !syn_queue_full(sk))
+	if (!synq_full && cookies != 2 && !st_acceptq_full(sk))
 		return;
 	v = st_listen_entry(sk);
-	if (v)
+	if (!v)
+		return;
+	if ((synq_full && !cookies) || st_acceptq_full(sk))
 		count_syn_drop(v, sk);
+	else
+		__sync_fetch_and_add(&v->cookies, 1);
 }
 
-/* The listener of this (netns, port) that dropped the SYN, told by its sk_drops. */
-static __always_inline void syn_dropped(__u32 netns, __u16 port)
+/*
+ * A SYN the listener answered (tracepoint mode): with a cookie where syncookies are on and
+ * it found the SYN queue full, or always with syncookies = 2. A cookie adds no request, a
+ * normal answer adds one, so a full queue that did not grow since the listener's last SYN
+ * tells the cookie, also when this SYN's own request made the queue full.
+ */
+static __always_inline void syn_answered(struct st_listen_value *v, struct sock *sk)
+{
+	__u8 cookies = syncookies_of(sk);
+	__u32 qlen = st_syn_queue_len(sk);
+
+	if (cookies == 2 || (cookies && qlen > BPF_CORE_READ(sk, sk_max_ack_backlog) && qlen == v->syn_queue))
+		__sync_fetch_and_add(&v->cookies, 1);
+	st_listen_queues(v, sk);
+}
+
+/*
+ * The listener of this (netns, port) that dropped the SYN, told by its sk_drops. One that
+ * dropped nothing answered it; which one is known only when the port has one listener,
+ * so the cookies of a SO_REUSEPORT group's members are not counted in this mode.
+ */
+static __always_inline void syn_consumed(__u32 netns, __u16 port)
 {
 	struct st_listen_port_key key = { .netns = netns, .port = port };
+	struct st_listen_value *only = NULL;
+	__u64 only_sk = 0;
+	int candidates = 0;
 
 	for (__u16 slot = 0; slot < ST_LISTEN_PORT_SLOTS; slot++) {
 		struct st_listen_value *v;
@@ -119,6 +158,9 @@ static __always_inline void syn_dropped(__u32 netns, __u16 port)
 		if (!v)
 			continue;
 		sk = (struct sock *)*held;
+		candidates++;
+		only = v;
+		only_sk = *held;
 		drops = st_sk_drops(sk);
 		seen = v->drops_seen;
 		if (drops == seen)
@@ -129,6 +171,8 @@ static __always_inline void syn_dropped(__u32 netns, __u16 port)
 		count_syn_drop(v, sk);
 		return;
 	}
+	if (candidates == 1 && only)
+		syn_answered(only, (struct sock *)only_sk);
 }
 
 /*
@@ -167,7 +211,7 @@ static __always_inline void skb_consumed(struct sk_buff *skb)
 	refdst = BPF_CORE_READ(skb, _skb_refdst) & ~1UL;
 	if (!refdst)
 		return;
-	syn_dropped(BPF_CORE_READ((struct dst_entry *)refdst, dev, nd_net.net, ns.inum), bpf_ntohs(th.dest));
+	syn_consumed(BPF_CORE_READ((struct dst_entry *)refdst, dev, nd_net.net, ns.inum), bpf_ntohs(th.dest));
 }
 
 /* ---- hook "listen_overflow" ---- */

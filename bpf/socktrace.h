@@ -82,6 +82,7 @@ struct st_fd_race_record {
 struct st_listen_value {
 	__u64 overflows;      /* connections refused because the accept queue was full */
 	__u64 syn_drops;      /* SYNs dropped because the SYN (request) queue was full */
+	__u64 cookies;        /* SYNs answered with a SYN cookie */
 	__u64 accepts;        /* connections accept() returned from this listener */
 	__u64 drops_seen;     /* BPF only: the listener's sk_drops when last looked at */
 	__u64 seen_ns;        /* CLOCK_MONOTONIC when first seen (at listen(), when traced then) */
@@ -91,7 +92,8 @@ struct st_listen_value {
 	__u16 family;         /* AF_INET or AF_INET6 */
 	__u32 depth;          /* accept-queue length (sk_ack_backlog) when last looked at */
 	__u32 limit;          /* the backlog listen() set (sk_max_ack_backlog) */
-	__u32 syn_queue;      /* request-queue length (icsk_accept_queue.qlen) when last looked at */
+	__u32 syn_queue;      /* request-queue length (icsk_accept_queue.qlen) when last looked at
+	                       * (in tracepoint mode, at each SYN: how a cookie is told) */
 	__u32 _pad0;
 };
 

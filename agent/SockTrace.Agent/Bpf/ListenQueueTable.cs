@@ -18,7 +18,7 @@ public sealed unsafe class ListenQueueTable(int listenFd, int workersFd)
                 ref var l = ref value[0];
                 // Indexed at its first accept when listen() picked the port (bpf/listen.bpf.h).
                 if (l.Port != 0)
-                    queues.Add(new ListenQueue(sock, l.SeenNs, l.Netns, l.Port, l.Address(), l.Overflows, l.SynDrops, l.Accepts, l.Depth, l.Limit, l.SynQueue));
+                    queues.Add(new ListenQueue(sock, l.SeenNs, l.Netns, l.Port, l.Address(), l.Overflows, l.SynDrops, l.Cookies, l.Accepts, l.Depth, l.Limit, l.SynQueue));
             });
         return queues;
     }

@@ -11,6 +11,7 @@ public unsafe struct ListenValue
 {
     public ulong Overflows;
     public ulong SynDrops;
+    public ulong Cookies;
     public ulong Accepts;
     public ulong DropsSeen;
     public ulong SeenNs;
@@ -56,5 +57,5 @@ public readonly record struct ListenWorker(ulong Sock, uint Tgid, string Comm, u
 /// was counted on it, and its queues when last looked at.</summary>
 public readonly record struct ListenQueue(
     ulong Sock, ulong SeenNs, uint Netns, ushort Port, IPAddress Address,
-    ulong Overflows, ulong SynDrops, ulong Accepts,
+    ulong Overflows, ulong SynDrops, ulong Cookies, ulong Accepts,
     uint Depth, uint Limit, uint SynQueue);

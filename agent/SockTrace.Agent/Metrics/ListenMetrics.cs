@@ -32,6 +32,8 @@ public sealed class ListenMetrics
             description: "Connections a listener refused because its accept queue was full (ListenOverflows of its namespace's /proc/net/netstat), per listening socket. Counted only with the listen_overflow hook attached.");
         meter.CreateObservableCounter("socktrace.syn_queue.drops", () => _dropsCounted ? Observe(q => (long)q.SynDrops, foldRest: true) : [],
             description: "SYNs a listener dropped because its SYN (request) queue was full and syncookies were off (TCPReqQFullDrop of its namespace's /proc/net/netstat), per listening socket. Counted only with the listen_overflow hook attached.");
+        meter.CreateObservableCounter("socktrace.syncookies.sent", () => _dropsCounted ? Observe(q => (long)q.Cookies, foldRest: true) : [],
+            description: "SYNs a listener answered with a SYN cookie (SyncookiesSent of its namespace's /proc/net/netstat), per listening socket. Counted only with the listen_overflow hook attached; in tracepoint mode only for a port with one listening socket.");
         meter.CreateObservableCounter("socktrace.listen.accepts", () => Observe(q => (long)q.Accepts, foldRest: true),
             description: "Connections accept() returned from a listening socket: the spread across the members of a SO_REUSEPORT group.");
         meter.CreateObservableCounter("socktrace.listen.worker.accepts", ObserveWorkers,

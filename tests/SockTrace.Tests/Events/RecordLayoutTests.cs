@@ -43,6 +43,7 @@ public sealed class RecordLayoutTests
         { "st_fd_race_record.comm", typeof(FdRaceRecord), nameof(FdRaceRecord.Comm) },
         { "st_listen_value.overflows", typeof(ListenValue), nameof(ListenValue.Overflows) },
         { "st_listen_value.syn_drops", typeof(ListenValue), nameof(ListenValue.SynDrops) },
+        { "st_listen_value.cookies", typeof(ListenValue), nameof(ListenValue.Cookies) },
         { "st_listen_value.accepts", typeof(ListenValue), nameof(ListenValue.Accepts) },
         { "st_listen_value.drops_seen", typeof(ListenValue), nameof(ListenValue.DropsSeen) },
         { "st_listen_value.seen_ns", typeof(ListenValue), nameof(ListenValue.SeenNs) },

@@ -88,6 +88,7 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         Assert.Equal(kernel, seen.Value.Overflows);
         Assert.Equal(0, TcpExt(veth.NamespaceA, "TCPReqQFullDrop"));
         Assert.Equal(0, seen.Value.SynDrops);
+        Assert.Equal(TcpExt(veth.NamespaceA, "SyncookiesSent"), seen.Value.Cookies);
         // Each overflow saw the full queue: two waiting, backlog 1.
         Assert.Equal(2, seen.Value.Depth);
         Assert.Equal(1, seen.Value.Limit);
@@ -247,9 +248,47 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         int synRecv = SynRecv(veth.NamespaceA, port);
         output.WriteLine($"netns {netns} port {port}, hook listen_overflow in mode {plan.Mode?.Name()}: kernel TCPReqQFullDrop {TcpExt(veth.NamespaceA, "TCPReqQFullDrop")}, ListenOverflows {TcpExt(veth.NamespaceA, "ListenOverflows")}, SYN-RECV {synRecv}; {seen}");
         Assert.Equal(7, seen.Value.SynDrops);
+        Assert.Equal(0, seen.Value.Cookies);
+        Assert.Equal(0, TcpExt(veth.NamespaceA, "SyncookiesSent"));
         Assert.Equal(0, TcpExt(veth.NamespaceA, "ListenOverflows"));
         Assert.Equal(0, seen.Value.Overflows);
         Assert.Equal(5, synRecv);
+        Assert.Equal(5, seen.Value.SynQueue);
+    }
+
+    /// <summary>
+    /// The same SYNs with syncookies on (1, the default) in the listener's namespace: five
+    /// requests fill the SYN queue, and the other seven SYNs are answered with a cookie
+    /// instead of a request, each counted as SyncookiesSent and TCPReqQFullDoCookies.
+    /// </summary>
+    [Fact]
+    public void SyncookiesWhenTheSynQueueIsFull()
+    {
+        using var veth = new VethPair();
+        Command.Output("ip", "netns", "exec", veth.NamespaceA, "sysctl", "-qw", "net.ipv4.tcp_syncookies=1");
+        Command.Output("ip", "-n", veth.NamespaceA, "route", "add", "10.99.0.0/24", "via", VethPair.AddressB.ToString());
+        using var pipeline = new KernelPipeline();
+        var plan = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow);
+        Assert.True(plan.Mode is not null, $"hook listen_overflow is not attached on {KernelPipeline.KernelUnderTest.Release}: {plan.Why}");
+        using var listener = VethPair.In(veth.NamespaceA, () => Listen(4));
+        int port = listener.Port();
+
+        using (var raw = VethPair.In(veth.NamespaceB, () => new Socket(AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw)))
+        {
+            for (int i = 0; i < 12; i++)
+                raw.SendTo(Syn(IPAddress.Parse("10.99.0.1"), (ushort)(40000 + i), VethPair.AddressA, (ushort)port), new IPEndPoint(VethPair.AddressA, 0));
+        }
+        Eventually.True(() => TcpExt(veth.NamespaceA, "SyncookiesSent") == 7, "seven SYN cookies sent (SyncookiesSent)");
+
+        string netns = Inode(veth.NamespaceA);
+        var seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
+        output.WriteLine($"netns {netns} port {port}, hook listen_overflow in mode {plan.Mode?.Name()}: kernel SyncookiesSent {TcpExt(veth.NamespaceA, "SyncookiesSent")}, TCPReqQFullDoCookies {TcpExt(veth.NamespaceA, "TCPReqQFullDoCookies")}, TCPReqQFullDrop {TcpExt(veth.NamespaceA, "TCPReqQFullDrop")}, SYN-RECV {SynRecv(veth.NamespaceA, port)}; {seen}");
+        Assert.Equal(7, TcpExt(veth.NamespaceA, "TCPReqQFullDoCookies"));
+        Assert.Equal(7, seen.Value.Cookies);
+        Assert.Equal(0, TcpExt(veth.NamespaceA, "TCPReqQFullDrop"));
+        Assert.Equal(0, seen.Value.SynDrops);
+        Assert.Equal(0, seen.Value.Overflows);
+        Assert.Equal(5, SynRecv(veth.NamespaceA, port));
         Assert.Equal(5, seen.Value.SynQueue);
     }
 

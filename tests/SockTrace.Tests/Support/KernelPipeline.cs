@@ -40,6 +40,7 @@ internal sealed class KernelPipeline : IDisposable
         Listen.Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), Source.ListenQueues.ReadWorkers);
         ListenOverflows = Collect<long>(meters, "socktrace.listen.overflows");
         ListenSynDrops = Collect<long>(meters, "socktrace.syn_queue.drops");
+        ListenCookies = Collect<long>(meters, "socktrace.syncookies.sent");
         ListenAccepts = Collect<long>(meters, "socktrace.listen.accepts");
         ListenDepth = Collect<long>(meters, "socktrace.listen.queue.depth");
         ListenLimit = Collect<long>(meters, "socktrace.listen.queue.limit");
@@ -89,6 +90,7 @@ internal sealed class KernelPipeline : IDisposable
     public ListenMetrics Listen { get; }
     public MetricCollector<long> ListenOverflows { get; }
     public MetricCollector<long> ListenSynDrops { get; }
+    public MetricCollector<long> ListenCookies { get; }
     public MetricCollector<long> ListenAccepts { get; }
     public MetricCollector<long> ListenDepth { get; }
     public MetricCollector<long> ListenLimit { get; }
@@ -133,13 +135,14 @@ internal sealed class KernelPipeline : IDisposable
         }
         var overflows = Read(ListenOverflows);
         var synDrops = Read(ListenSynDrops);
+        var cookies = Read(ListenCookies);
         var accepts = Read(ListenAccepts);
         var depth = Read(ListenDepth);
         var limit = Read(ListenLimit);
         var synQueue = Read(ListenSynQueue);
         long? Of(Dictionary<string, long> values, string listener) => values.TryGetValue(listener, out long v) ? v : null;
         return depth.Keys.Union(accepts.Keys).ToDictionary(l => l, l => new ListenerSeries(
-            Of(overflows, l), Of(synDrops, l), Of(accepts, l), Of(depth, l), Of(limit, l), Of(synQueue, l)));
+            Of(overflows, l), Of(synDrops, l), Of(cookies, l), Of(accepts, l), Of(depth, l), Of(limit, l), Of(synQueue, l)));
     }
 
     private MetricCollector<T> Collect<T>(IMeterFactory meters, string instrument) where T : struct
@@ -171,4 +174,4 @@ internal sealed class KernelPipeline : IDisposable
 }
 
 /// <summary>One listener's listen series as a scrape reads them.</summary>
-internal readonly record struct ListenerSeries(long? Overflows, long? SynDrops, long? Accepts, long? Depth, long? Limit, long? SynQueue);
+internal readonly record struct ListenerSeries(long? Overflows, long? SynDrops, long? Cookies, long? Accepts, long? Depth, long? Limit, long? SynQueue);
