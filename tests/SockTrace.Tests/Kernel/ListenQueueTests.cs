@@ -95,6 +95,58 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         queued.ForEach(c => c.Dispose());
     }
 
+    /// <summary>The same overflow over IPv6: a listener on ::1 with backlog 1 in the test's
+    /// namespace, its clients there too (over its loopback).</summary>
+    [Fact]
+    public void OverflowsOfAnIPv6Listener()
+    {
+        using var veth = new VethPair();
+        Command.Output("ip", "-n", veth.NamespaceA, "link", "set", "lo", "up");
+        using var pipeline = new KernelPipeline();
+        var plan = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow);
+        Assert.True(plan.Mode is not null, $"hook listen_overflow is not attached on {KernelPipeline.KernelUnderTest.Release}: {plan.Why}");
+        using var listener = VethPair.In(veth.NamespaceA, () =>
+        {
+            var s = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp);
+            s.Bind(new IPEndPoint(IPAddress.IPv6Loopback, 0));
+            s.Listen(1);
+            return s;
+        });
+        int port = listener.Port();
+        Socket Connect6(bool blocking) => VethPair.In(veth.NamespaceA, () =>
+        {
+            var s = new Socket(AddressFamily.InterNetworkV6, SocketType.Stream, ProtocolType.Tcp) { Blocking = blocking };
+            try
+            {
+                s.Connect(new IPEndPoint(IPAddress.IPv6Loopback, port));
+            }
+            catch (SocketException ex) when (!blocking && ex.SocketErrorCode is SocketError.WouldBlock or SocketError.InProgress)
+            {
+            }
+            return s;
+        });
+        var queued = Enumerable.Range(0, 2).Select(_ => Connect6(blocking: true)).ToList();
+        Eventually.True(() => RecvQ(veth.NamespaceA, port) == 2, "two connections in the accept queue (ss -lnt)");
+        using (var refused = Connect6(blocking: false))
+            Eventually.True(() => TcpExt(veth.NamespaceA, "ListenOverflows") >= 1, "ListenOverflows in the listener's namespace");
+        Thread.Sleep(200);
+
+        string netns = Inode(veth.NamespaceA);
+        long kernel = 0;
+        KeyValuePair<string, ListenerSeries> seen = default;
+        Eventually.True(() =>
+        {
+            kernel = TcpExt(veth.NamespaceA, "ListenOverflows");
+            seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
+            return kernel == TcpExt(veth.NamespaceA, "ListenOverflows");
+        }, "a stable ListenOverflows");
+        output.WriteLine($"netns {netns} port {port}, mode {plan.Mode?.Name()}: kernel ListenOverflows {kernel}, {seen}");
+        Assert.InRange(kernel, 1, 1000);
+        Assert.Equal("[::1]#0", seen.Key);
+        Assert.Equal(kernel, seen.Value.Overflows);
+        queued.ForEach(c => c.Dispose());
+    }
+
     /// <summary>
     /// A SO_REUSEPORT group of four listeners on one address and port. 40 connections spread
     /// over them by the kernel's hash; then the members accept unevenly, as workers do when one
