@@ -111,10 +111,12 @@ static __always_inline void conn_request(struct sock *sk)
 	v = st_listen_entry(sk);
 	if (!v)
 		return;
-	if ((synq_full && !cookies) || st_acceptq_full(sk))
+	if ((synq_full && !cookies) || st_acceptq_full(sk)) {
 		count_syn_drop(v, sk);
-	else
-		__sync_fetch_and_add(&v->cookies, 1);
+		return;
+	}
+	__sync_fetch_and_add(&v->cookies, 1);
+	st_listen_queues(v, sk);
 }
 
 /*

@@ -304,8 +304,11 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         Assert.Equal(0, TcpExt(veth.NamespaceA, "SyncookiesSent"));
         Assert.Equal(0, TcpExt(veth.NamespaceA, "ListenOverflows"));
         Assert.Equal(0, seen.Value.Overflows);
-        Assert.Equal(5, synRecv);
+        // Five requests when the last SYN came; ss may see fewer: with the queue more than half
+        // full, reqsk_timer_handler() (net/ipv4/inet_connection_sock.c) gives old requests two
+        // SYN-ACK retries, 7 s, which a run under emulation can outlast.
         Assert.Equal(5, seen.Value.SynQueue);
+        Assert.InRange(synRecv, 1, 5);
     }
 
     /// <summary>
@@ -340,8 +343,9 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         Assert.Equal(0, TcpExt(veth.NamespaceA, "TCPReqQFullDrop"));
         Assert.Equal(0, seen.Value.SynDrops);
         Assert.Equal(0, seen.Value.Overflows);
-        Assert.Equal(5, SynRecv(veth.NamespaceA, port));
+        // As above: five requests at the last SYN; ss may see fewer once they expire.
         Assert.Equal(5, seen.Value.SynQueue);
+        Assert.InRange(SynRecv(veth.NamespaceA, port), 1, 5);
     }
 
     /// <summary>400 connections from four concurrent clients to a listener that keeps
