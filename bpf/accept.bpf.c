@@ -23,6 +23,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 struct accept_call {
 	__u64 enter_ns;
 	__u64 sk; /* the accepted sock, when a hook on inet_csk_accept saw it */
+	__u64 listener; /* the listening sock accept() was called on */
 	__u16 lport;
 	__u16 inet; /* 0: not a TCP/IP listener (AF_UNIX, not a socket): no record */
 	__u16 _pad[2];
@@ -119,6 +120,7 @@ static __always_inline void accept_enter(long listen_fd)
 		/* The queue this call is about to take from, as `ss -lnt` would show it now. */
 		st_listen_seen(sk, 0);
 		call.inet = 1;
+		call.listener = (__u64)sk;
 		call.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
 		call.enter_ns = bpf_ktime_get_ns();
 	}
@@ -176,8 +178,10 @@ static __always_inline void accept_exit(long ret)
 	}
 	if (!call->inet)
 		goto out;
-	if (ret >= 0)
+	if (ret >= 0) {
 		closed_ns = st_fd_closed_by_other(ret);
+		st_listen_accepted(call->listener);
+	}
 	rec = st_reserve(sizeof(*rec));
 	if (!rec)
 		goto out;
@@ -252,6 +256,8 @@ static __always_inline void sock_state_change(const struct sock *sk, int oldstat
 		client_established(sk);
 	if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
 		st_listen_forget(sk);
+	if (newstate == TCP_LISTEN)
+		st_listen_started((struct sock *)sk);
 	/*
 	 * A child that dies in the accept queue (reset, or its listener closed:
 	 * inet_csk_listen_stop() -> tcp_disconnect()) goes to CLOSE from the only states a

@@ -78,17 +78,41 @@ struct st_fd_race_record {
 
 #define ST_IFNAME_LEN 16
 
-/* st_listen (bpf/listen.bpf.h): a listening socket, by network namespace and port. */
-struct st_listen_key {
-	__u32 netns;          /* inode number of the listener's network namespace */
-	__u16 port;           /* host byte order */
-	__u16 _pad;
-};
-
+/*
+ * st_listen (bpf/listen.bpf.h): one listening socket, keyed by its struct sock address
+ * (a __u64), so that the members of a SO_REUSEPORT group, and listeners on two addresses
+ * of one port, each have their own entry. The kernel reuses the address only after the
+ * listener's LISTEN -> CLOSE, which removes the entry.
+ */
 struct st_listen_value {
 	__u64 overflows;      /* connections refused because the accept queue was full */
-	__u32 depth;          /* accept-queue length (sk_ack_backlog) at the last accept or overflow */
+	__u64 syn_drops;      /* SYNs dropped because the SYN (request) queue was full */
+	__u64 cookies;        /* SYNs answered with a SYN cookie */
+	__u64 accepts;        /* connections accept() returned from this listener */
+	__u64 drops_seen;     /* BPF only: the listener's sk_drops when last looked at */
+	__u64 seen_ns;        /* CLOCK_MONOTONIC when first seen (at listen(), when traced then) */
+	__u8 addr[16];        /* bound address: IPv4 in the first 4 bytes, or IPv6 */
+	__u32 netns;          /* inode number of the listener's network namespace */
+	__u16 port;           /* host byte order */
+	__u16 family;         /* AF_INET or AF_INET6 */
+	__u32 depth;          /* accept-queue length (sk_ack_backlog) when last looked at */
 	__u32 limit;          /* the backlog listen() set (sk_max_ack_backlog) */
+	__u32 syn_queue;      /* request-queue length (icsk_accept_queue.qlen) when last looked at
+	                       * (in tracepoint mode, at each SYN: how a cookie is told) */
+	__u32 _pad0;
+};
+
+/* st_listen_workers (bpf/listen.bpf.h): accepts of one process from one listening socket. */
+struct st_listen_worker_key {
+	__u64 sk;             /* the listening sock, as st_listen's key */
+	__u32 tgid;           /* the accepting process; never a label */
+	__u32 _pad0;
+};
+
+struct st_listen_worker_value {
+	__u64 accepts;
+	__u64 first_ns;       /* CLOCK_MONOTONIC of its first accept from this listener */
+	char comm[ST_COMM_LEN];
 };
 
 /* Key of the per-CPU map st_rx_devices: ifindex alone repeats in every network namespace. */

@@ -5,7 +5,7 @@
 # --attach-mode kprobe and once with fentry, plus the NIC test (kprobe mode), whose
 # bytes this script sends from the host into the guest's e1000 NIC, and the differential
 # scenarios (tests/SockTrace.Reference.Tests) in both modes. Category=Kernel
-# holds the in-process kernel tests, Category=Kprobe those that need kprobes in every mode; the agent-process ones (Category=Agent) start a
+# holds the in-process kernel tests; the agent-process ones (Category=Agent) start a
 # whole agent per test, minutes each under software emulation, and run on the host.
 # Expects the solution built in Release (scripts/build.sh). Run as root.
 set -euo pipefail
@@ -33,18 +33,17 @@ reference=tests/SockTrace.Reference.Tests/SockTrace.Reference.Tests.csproj
 # One test class at a time: one emulated CPU gains nothing from parallel classes, and
 # each class then sees only its own programs attached.
 serial='-- xUnit.ParallelizeTestCollections=false'
-# Category=Kprobe needs kprobes in every attach mode (listen_overflow): it runs only here.
 # VSTEST_CONNECTION_TIMEOUT: under emulation on a busy host the test host can take more
 # than vstest's default 90 s to start, which aborts the run without running a test.
 guest_tests="
   rc=0
   export VSTEST_CONNECTION_TIMEOUT=600
   echo '== guest: kprobe'
-  SOCKTRACE_ATTACH_MODE=kprobe dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Kprobe|Category=Nic' $serial || rc=1
+  SOCKTRACE_ATTACH_MODE=kprobe dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Nic' $serial || rc=1
   echo '== guest: kprobe, differential'
   SOCKTRACE_ATTACH_MODE=kprobe dotnet test $reference -c Release --no-build -nologo --filter 'Category=Kernel' $serial || rc=1
   echo '== guest: fentry'
-  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Kprobe' $serial || rc=1
+  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel' $serial || rc=1
   echo '== guest: fentry, differential'
   SOCKTRACE_ATTACH_MODE=fentry dotnet test $reference -c Release --no-build -nologo --filter 'Category=Kernel' $serial || rc=1
   exit \$rc"

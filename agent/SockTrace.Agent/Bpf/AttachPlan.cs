@@ -11,7 +11,8 @@ public static class AttachPlan
     /// <summary>
     /// Picks each hook's mode: with "auto" the first of fentry, kprobe, tracepoint that the
     /// kernel supports; with a forced mode that one, or a start-up error saying why not.
-    /// A hook with no program for the forced mode (close has only tracepoints) picks as auto.
+    /// A hook with no program for the forced mode (close has only tracepoints), or an optional
+    /// hook whose forced mode this kernel lacks, picks as auto.
     /// Only <paramref name="hooks"/> are planned (default every hook); the others are not loaded.
     /// </summary>
     public static IReadOnlyList<HookPlan> For(KernelFeatures kernel, string requested, IEnumerable<Hook>? hooks = null)
@@ -20,16 +21,22 @@ public static class AttachPlan
         foreach (var hook in hooks ?? Hooks.All)
         {
             var forced = AttachModes.Preference.SingleOrDefault(m => m.Name() == requested);
+            var rejected = new List<string>();
             if (requested != "auto" && hook.Programs.ContainsKey(forced))
             {
                 var support = kernel.Supports(hook, forced);
-                if (!support.Available)
+                if (support.Available)
+                {
+                    plan.Add(new HookPlan(hook, forced, "forced by --attach-mode", kernel.ProgramsFor(hook, forced)));
+                    continue;
+                }
+                // An optional hook that lacks the forced mode here picks as auto, as one
+                // without programs for it does, rather than stop the agent.
+                if (hook.Required)
                     throw new StartupException(ExitCodes.KernelUnsupported,
                         $"--attach-mode {requested} is not available for hook {hook.Name} on kernel {kernel.Release}: {support.Detail}");
-                plan.Add(new HookPlan(hook, forced, "forced by --attach-mode", kernel.ProgramsFor(hook, forced)));
-                continue;
+                rejected.Add($"forced {forced.Name()}: {support.Detail}");
             }
-            var rejected = new List<string>();
             HookPlan? chosen = null;
             foreach (var mode in AttachModes.Preference.Where(hook.Programs.ContainsKey))
             {

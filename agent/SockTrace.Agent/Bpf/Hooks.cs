@@ -8,8 +8,10 @@ namespace SockTrace.Agent.Bpf;
 public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false);
 
 /// <summary>A logical hook: the same record computed by different programs in each attach mode.
-/// An optional hook that no mode supports is left out instead of stopping the agent.</summary>
-public sealed record Hook(string Name, IReadOnlyDictionary<AttachMode, HookProgram[]> Programs, bool Required = true);
+/// An optional hook that no mode supports is left out instead of stopping the agent. With
+/// <see cref="LoadProbe"/> its tracepoint programs are offered only where they load: they need
+/// tracepoint arguments or kernel enum values that older kernels lack.</summary>
+public sealed record Hook(string Name, IReadOnlyDictionary<AttachMode, HookProgram[]> Programs, bool Required = true, bool LoadProbe = false);
 
 /// <summary>Every hook the agent attaches, and its programs per mode (see bpf/*.bpf.c; all are
 /// linked into the one object bpf/.output/socktrace.bpf.o).</summary>
@@ -100,9 +102,12 @@ public static class Hooks
         [AttachMode.Tracepoint] = [new("st_tp_btf_netif_receive_skb", Tracepoint: "net/netif_receive_skb")],
     });
 
-    /// <summary>Connections refused for a full accept queue (bpf/listen.bpf.c says why these
-    /// functions, and why kprobes only). No tracepoint exists there: without kprobes the
-    /// overflows are not counted, and the queue depth still comes from the accept hook.</summary>
+    /// <summary>Connections refused for a full accept queue, and SYNs dropped for a full SYN queue
+    /// (bpf/listen.bpf.c says why these functions and tracepoints). No fentry: on 6.1 it cannot
+    /// attach to the syn_recv_sock functions. The tracepoint programs need skb:kfree_skb's
+    /// TCP_LISTEN_OVERFLOW reason and rx_sk argument (6.15 on), so they are tried by loading
+    /// them; where neither kprobes nor they work, the hook is left out and the queue depth still
+    /// comes from the accept hook.</summary>
     public static readonly Hook ListenOverflow = new("listen_overflow", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Kprobe] =
@@ -110,8 +115,14 @@ public static class Hooks
             new("st_kp_tcp_conn_request", "tcp_conn_request"),
             new("st_kp_tcp_v4_syn_recv_sock", "tcp_v4_syn_recv_sock"),
             new("st_kp_tcp_v6_syn_recv_sock", "tcp_v6_syn_recv_sock"),
+            new("st_kp_inet_csk_listen_start", "inet_csk_listen_start"),
         ],
-    }, Required: false);
+        [AttachMode.Tracepoint] =
+        [
+            new("st_tp_btf_kfree_skb", Tracepoint: "skb/kfree_skb"),
+            new("st_tp_btf_consume_skb", Tracepoint: "skb/consume_skb"),
+        ],
+    }, Required: false, LoadProbe: true);
 
     /// <summary>Bytes queued in order on TCP sockets, who each connection's ends are, and the
     /// sampled delivery latency, stamped where an skb enters the stack (bpf/delivery.bpf.c says

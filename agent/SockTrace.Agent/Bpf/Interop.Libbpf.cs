@@ -81,6 +81,9 @@ internal static unsafe partial class Interop
         [LibraryImport(Library)]
         internal static partial int bpf_map_lookup_elem(int fd, void* key, void* value);
 
+        [LibraryImport(Library)]
+        internal static partial int bpf_map_delete_elem(int fd, void* key);
+
         /// <summary>The key after <paramref name="key"/> (the first when it is null); -ENOENT after the last.</summary>
         [LibraryImport(Library)]
         internal static partial int bpf_map_get_next_key(int fd, void* key, void* nextKey);

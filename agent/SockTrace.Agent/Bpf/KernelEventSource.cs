@@ -55,7 +55,7 @@ public sealed partial class KernelEventSource : IEventSource
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
             RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_devices"));
             Deliveries = new DeliveryCounters(_object.MapFd("st_delivery"), _object.MapFd("st_local_pairs"), _object.MapFd("st_delivery_latency"));
-            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"));
+            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"), _object.MapFd("st_listen_workers"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
         }

@@ -65,9 +65,13 @@ public sealed class KernelFeatures
         if (mode == AttachMode.Tracepoint)
         {
             var missing = programs.Select(p => p.Tracepoint!).Where(tp => !Directory.Exists(Path.Combine(Tracefs, "events", tp))).ToList();
-            return missing.Count == 0
-                ? new(true, string.Join(", ", programs.Select(p => p.Tracepoint).Distinct()))
-                : new(false, $"no tracepoint {string.Join(", ", missing)} in {Tracefs}/events");
+            if (missing.Count > 0)
+                return new(false, $"no tracepoint {string.Join(", ", missing)} in {Tracefs}/events");
+            var found = new Support(true, string.Join(", ", programs.Select(p => p.Tracepoint).Distinct()));
+            if (!hook.LoadProbe)
+                return found;
+            var loaded = LibbpfLog.Probing(() => TryLoad(hook, programs, mode));
+            return loaded.Available ? found : loaded;
         }
         var absent = programs.Select(p => p.KernelFunction!).Distinct().Where(f => !_kernelFunctions.Contains(f)).ToList();
         if (programs.Length == 0)
@@ -76,12 +80,13 @@ public sealed class KernelFeatures
             return new(false, $"kernel function {string.Join(", ", absent)} not found in /proc/kallsyms (inlined or renamed in {Release})");
         if (mode == AttachMode.Kprobe)
             return Kprobes.Available ? new(true, Kprobes.Detail) : Kprobes;
-        return LibbpfLog.Probing(() => TryLoad(hook, programs));
+        return LibbpfLog.Probing(() => TryLoad(hook, programs, mode));
     }
 
     /// <summary>fentry needs BTF, a JIT with trampolines, and no lockdown or LSM refusing
-    /// them: the only reliable test is to load the programs.</summary>
-    private static Support TryLoad(Hook hook, HookProgram[] programs)
+    /// them, and a <see cref="Hook.LoadProbe"/> hook's tracepoint programs need what their
+    /// kernel's BTF has: the only reliable test is to load the programs.</summary>
+    private static Support TryLoad(Hook hook, HookProgram[] programs, AttachMode mode)
     {
         using var obj = BpfObject.OpenEmbedded(BpfObject.Name);
         var wanted = programs.Select(p => p.Name).ToHashSet();
@@ -90,12 +95,13 @@ public sealed class KernelFeatures
         try
         {
             obj.Load();
-            return new(true, "fentry programs load");
+            return new(true, $"{mode.Name()} programs load");
         }
         catch (BpfException ex)
         {
-            string hint = ex.Errno == 1 ? " (kernel lockdown or a BPF LSM refuses tracing programs)" : "";
-            return new(false, $"loading fentry programs failed: {ErrnoNames.Describe(ex.Errno)}{hint}");
+            string hint = ex.Errno == 1 ? " (kernel lockdown or a BPF LSM refuses tracing programs)"
+                : mode == AttachMode.Tracepoint ? " (this kernel's tracepoint arguments or drop reasons differ)" : "";
+            return new(false, $"loading {mode.Name()} programs failed: {ErrnoNames.Describe(ex.Errno)}{hint}");
         }
     }
 

@@ -9,8 +9,8 @@ public enum PeerClass : byte
 
 public static class PeerAddress
 {
-    private const ushort AfInet = 2;
-    private const ushort AfInet6 = 10;
+    internal const ushort AfInet = 2;
+    internal const ushort AfInet6 = 10;
 
     /// <summary>Loopback: 127.0.0.0/8, ::1, or 127.0.0.0/8 mapped into IPv6. Local: any other
     /// peer whose connecting socket the kernel saw on this host (<paramref name="onThisHost"/>,

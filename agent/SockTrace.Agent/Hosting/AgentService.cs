@@ -44,7 +44,7 @@ public sealed partial class AgentService(
             rxMetrics.Observe(source.RxDevices.Read);
             deliveryMetrics.Observe(source.Deliveries.ReadDeliveries, source.Deliveries.ReadLocalPairs, source.Deliveries.ReadLatencies);
         }
-        listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
+        listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), source.ListenQueues.ReadWorkers);
         source.Start();
         _source = source;
         LogStarted(options.RingBufferBytes, (int)options.PollInterval.TotalMilliseconds);

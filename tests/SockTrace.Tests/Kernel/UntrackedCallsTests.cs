@@ -14,12 +14,13 @@ namespace SockTrace.Tests.Kernel;
 [Trait("Category", "Kernel")]
 public sealed class UntrackedCallsTests
 {
-    /// <summary>struct accept_call (bpf/accept.bpf.c): enter_ns, sk, lport, inet, padding.</summary>
+    /// <summary>struct accept_call (bpf/accept.bpf.c): enter_ns, sk, listener, lport, inet, padding.</summary>
     [StructLayout(LayoutKind.Sequential)]
     private struct AcceptCall
     {
         public ulong EnterNs;
         public ulong Sk;
+        public ulong Listener;
         public ushort Lport;
         public ushort Inet;
         public uint Pad;

@@ -39,10 +39,15 @@ internal sealed class KernelPipeline : IDisposable
         Rx.Observe(Source.RxDevices.Read);
         RxBytes = Collect<long>(meters, "socktrace.rx.bytes");
         Listen = new ListenMetrics(meters);
-        Listen.Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name));
+        Listen.Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), Source.ListenQueues.ReadWorkers);
         ListenOverflows = Collect<long>(meters, "socktrace.listen.overflows");
+        ListenSynDrops = Collect<long>(meters, "socktrace.syn_queue.drops");
+        ListenCookies = Collect<long>(meters, "socktrace.syncookies.sent");
+        ListenAccepts = Collect<long>(meters, "socktrace.listen.accepts");
         ListenDepth = Collect<long>(meters, "socktrace.listen.queue.depth");
         ListenLimit = Collect<long>(meters, "socktrace.listen.queue.limit");
+        ListenSynQueue = Collect<long>(meters, "socktrace.listen.syn_queue.depth");
+        ListenWorkerAccepts = Collect<long>(meters, "socktrace.listen.worker.accepts");
         Source.Start();
     }
 
@@ -103,22 +108,60 @@ internal sealed class KernelPipeline : IDisposable
 
     public ListenMetrics Listen { get; }
     public MetricCollector<long> ListenOverflows { get; }
+    public MetricCollector<long> ListenSynDrops { get; }
+    public MetricCollector<long> ListenCookies { get; }
+    public MetricCollector<long> ListenAccepts { get; }
     public MetricCollector<long> ListenDepth { get; }
     public MetricCollector<long> ListenLimit { get; }
+    public MetricCollector<long> ListenSynQueue { get; }
+    public MetricCollector<long> ListenWorkerAccepts { get; }
 
-    /// <summary>The listen metrics as a scrape reads them now, by (netns, port): null where a
-    /// listener has no series.</summary>
+    /// <summary>socktrace.listen.worker.accepts of the listeners on (netns, port) as a scrape
+    /// reads it now, by (listener, worker).</summary>
+    public Dictionary<(string Listener, string Worker), long> ScrapeWorkers(string netns, int port)
+    {
+        string portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        ListenWorkerAccepts.Clear();
+        ListenWorkerAccepts.RecordObservableInstruments();
+        return ListenWorkerAccepts.GetMeasurementSnapshot()
+            .Where(m => (string?)m.Tags["netns"] == netns && (string?)m.Tags["port"] == portText)
+            .ToDictionary(m => ((string)m.Tags["listener"]!, (string)m.Tags["worker"]!), m => m.Value);
+    }
+
+    /// <summary>The listen metrics of the one listener on (netns, port) as a scrape reads them
+    /// now: null where it has no series.</summary>
     public (long? Overflows, long? Depth, long? Limit) ScrapeListen(string netns, int port)
     {
-        long? Read(MetricCollector<long> collector)
+        var listeners = ScrapeListeners(netns, port);
+        if (listeners.Count == 0)
+            return (null, null, null);
+        var one = Assert.Single(listeners).Value;
+        return (one.Overflows, one.Depth, one.Limit);
+    }
+
+    /// <summary>Every listener on (netns, port) as a scrape reads it now, by its listener label;
+    /// a metric without a series for it reads null.</summary>
+    public Dictionary<string, ListenerSeries> ScrapeListeners(string netns, int port)
+    {
+        string portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        Dictionary<string, long> Read(MetricCollector<long> collector)
         {
             collector.Clear();
             collector.RecordObservableInstruments();
-            string portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-            var mine = collector.GetMeasurementSnapshot().Where(m => (string?)m.Tags["netns"] == netns && (string?)m.Tags["port"] == portText).ToList();
-            return mine.Count == 0 ? null : Assert.Single(mine).Value;
+            return collector.GetMeasurementSnapshot()
+                .Where(m => (string?)m.Tags["netns"] == netns && (string?)m.Tags["port"] == portText)
+                .ToDictionary(m => (string)m.Tags["listener"]!, m => m.Value);
         }
-        return (Read(ListenOverflows), Read(ListenDepth), Read(ListenLimit));
+        var overflows = Read(ListenOverflows);
+        var synDrops = Read(ListenSynDrops);
+        var cookies = Read(ListenCookies);
+        var accepts = Read(ListenAccepts);
+        var depth = Read(ListenDepth);
+        var limit = Read(ListenLimit);
+        var synQueue = Read(ListenSynQueue);
+        long? Of(Dictionary<string, long> values, string listener) => values.TryGetValue(listener, out long v) ? v : null;
+        return depth.Keys.Union(accepts.Keys).ToDictionary(l => l, l => new ListenerSeries(
+            Of(overflows, l), Of(synDrops, l), Of(cookies, l), Of(accepts, l), Of(depth, l), Of(limit, l), Of(synQueue, l)));
     }
 
     private MetricCollector<T> Collect<T>(IMeterFactory meters, string instrument) where T : struct
@@ -148,3 +191,6 @@ internal sealed class KernelPipeline : IDisposable
         _services.Dispose();
     }
 }
+
+/// <summary>One listener's listen series as a scrape reads them.</summary>
+internal readonly record struct ListenerSeries(long? Overflows, long? SynDrops, long? Cookies, long? Accepts, long? Depth, long? Limit, long? SynQueue);
