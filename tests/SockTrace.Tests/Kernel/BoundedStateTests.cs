@@ -21,7 +21,7 @@ public sealed class BoundedStateTests
     private const int BpfMapTypeLruPercpuHash = 10;
 
     /// <summary>Names as the kernel keeps them: at most 15 characters.</summary>
-    private static readonly string[] InFlight = ["st_accept_calls", "st_established", "st_local_client", "st_dup_calls", "st_close_calls", "st_closes"];
+    private static readonly string[] InFlight = ["st_accept_calls", "st_established", "st_local_client", "st_dup_calls", "st_closes"];
 
     [Fact]
     public void EveryInFlightMapIsLruAndBounded()
