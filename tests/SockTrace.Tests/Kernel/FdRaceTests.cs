@@ -92,8 +92,8 @@ public sealed class FdRaceTests
     /// lowest free fd, so a thread pool's acceptor routinely gets the number a worker just
     /// closed, and a daemon closes every number after fork; none of it is a race.</summary>
     [Theory]
-    [InlineData("threadpool", 2000)]
-    [InlineData("epoll", 2000)]
+    [InlineData("threadpool", 1000)]
+    [InlineData("epoll", 1000)]
     [InlineData("closeall", 200)]
     public void HealthyServersUnderLoadReportNoRace(string mode, int load)
     {
