@@ -30,25 +30,30 @@ public sealed class PrometheusTests(ITestOutputHelper output)
         using var prometheus = new PrometheusServer(agent.Port, node);
         output.WriteLine($"agent and prometheus up after {clock.Elapsed.TotalSeconds:0.0} s");
 
-        // Spread over several scrapes, so rate() sees the counters move.
+        // Spread over several scrapes, each round seen by Prometheus before the next, so every
+        // counter has samples before and after it moved and rate() and increase() see it move
+        // however late a loaded machine scrapes (a counter first seen at its final value has
+        // increase() 0).
         using var workload = new Workload();
-        int accepts = 0, errors = 0;
+        string fdrace = Workload.BuildFdRace();
+        string port = workload.Port.ToString(CultureInfo.InvariantCulture);
+        int accepts = 0, errors = 0, races = 0;
         for (int round = 0; round < 4; round++)
         {
             workload.Accept(5, queued: TimeSpan.FromMilliseconds(2));
             workload.AcceptWouldBlock(2);
-            Workload.Dup2OntoReservedFd(2);
+            Workload.Dup2OntoReservedFd(fdrace, 2);
             accepts += 5;
             errors += 2;
-            Thread.Sleep(700);
+            races += 2;
+            Host.WaitUntil(() => Value(prometheus, $"sum(socktrace_accepts_total{{port=\"{port}\"}})") == accepts
+                    && Value(prometheus, "sum(socktrace_fd_races_total{kind=\"dup2_busy\"})") == races,
+                $"prometheus to see {accepts} accepts on port {port} and {races} dup2_busy races", TimeSpan.FromSeconds(20));
         }
-        string port = workload.Port.ToString(CultureInfo.InvariantCulture);
-        Host.WaitUntil(() => Value(prometheus, $"sum(socktrace_accepts_total{{port=\"{port}\"}})") == accepts,
-            $"prometheus to see {accepts} accepts on port {port}", TimeSpan.FromSeconds(20));
         Assert.Equal(1, Value(prometheus, "count(up)"));
         // A few more scrapes with the final values, so every rate() window holds two samples.
         Thread.Sleep(3000);
-        output.WriteLine($"workload: {accepts} accepts, {errors} EAGAIN on port {port}; scraped by {clock.Elapsed.TotalSeconds:0.0} s");
+        output.WriteLine($"workload: {accepts} accepts, {errors} EAGAIN, {races} dup2_busy races on port {port}; scraped by {clock.Elapsed.TotalSeconds:0.0} s");
 
         string metrics = agent.Scrape();
         var (lintCode, lint) = Host.Run(promtool, ["check", "metrics"], stdin: metrics);

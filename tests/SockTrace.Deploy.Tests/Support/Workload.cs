@@ -44,13 +44,19 @@ internal sealed class Workload : IDisposable
 
     /// <summary>Runs the kernel tests' fd race workload (tests/SockTrace.Tests/Workloads/fdrace.c):
     /// <paramref name="rounds"/> dup2() calls onto an fd a blocked accept4() has reserved, each EBUSY.</summary>
-    public static void Dup2OntoReservedFd(int rounds)
+    public static void Dup2OntoReservedFd(string fdrace, int rounds)
+    {
+        var (code, output) = Host.Run(fdrace, ["dup2-busy", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
+        Assert.True(code == 0 && output.Contains($"busy {rounds}", StringComparison.Ordinal), "fdrace failed: " + output);
+    }
+
+    /// <summary>Compiles the fd race workload once; returns the binary's path.</summary>
+    public static string BuildFdRace()
     {
         string binary = System.IO.Path.Combine(Directory.CreateTempSubdirectory("socktrace-fdrace").FullName, "fdrace");
-        var (ccCode, ccOutput) = Host.Run("cc", ["-O2", "-pthread", "-o", binary, Repo.Path("tests", "SockTrace.Tests", "Workloads", "fdrace.c")]);
-        Assert.True(ccCode == 0, "building fdrace.c failed: " + ccOutput);
-        var (code, output) = Host.Run(binary, ["dup2-busy", rounds.ToString(System.Globalization.CultureInfo.InvariantCulture)]);
-        Assert.True(code == 0 && output.Contains($"busy {rounds}", StringComparison.Ordinal), "fdrace failed: " + output);
+        var (code, output) = Host.Run("cc", ["-O2", "-pthread", "-o", binary, Repo.Path("tests", "SockTrace.Tests", "Workloads", "fdrace.c")]);
+        Assert.True(code == 0, "building fdrace.c failed: " + output);
+        return binary;
     }
 
     public void Dispose() => _listener.Dispose();
