@@ -32,22 +32,13 @@ project=tests/SockTrace.Tests/SockTrace.Tests.csproj
 serial='-- xUnit.ParallelizeTestCollections=false'
 # VSTEST_CONNECTION_TIMEOUT: under emulation on a busy host the test host can take more
 # than vstest's default 90 s to start, which aborts the run without running a test.
-# fentry mode on 6.1 is left out for now, and says so: since the fd race hooks changed
-# (close judged on entry), its run has twice not finished within the boot's limit on 6.1,
-# while 6.12 finishes it (FdRaceTests 8/8 in 3 min 49 s). Open: find why, and put it back.
-fentry_tests="
-  echo '== guest: fentry'
-  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel' $serial || rc=1"
-if [[ ${SOCKTRACE_VM_KERNEL:-6.1} == 6.1 ]]; then
-  fentry_tests="
-  echo '== guest: fentry: LEFT OUT on 6.1: its run does not finish since close is judged on entry (tests/vm/matrix.sh)'"
-fi
 guest_tests="
   rc=0
   export VSTEST_CONNECTION_TIMEOUT=600
   echo '== guest: kprobe'
   SOCKTRACE_ATTACH_MODE=kprobe dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Nic' $serial || rc=1
-$fentry_tests
+  echo '== guest: fentry'
+  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel' $serial || rc=1
   exit \$rc"
 
 # A failing test fails the run at once. A guest kernel that crashed or hung (a soft

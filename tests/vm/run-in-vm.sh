@@ -47,8 +47,8 @@ ensure_packages() {
     done
     [ ${#missing[@]} -eq 0 ] && return
     say "installing ${missing[*]}"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null \
-        || { apt-get update -qq && apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null; } \
+    apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >/dev/null \
+        || { apt-get update -qq && apt-get install -y -qq -o DPkg::Lock::Timeout=300 --no-install-recommends "${missing[@]}" >/dev/null; } \
         || die "could not install ${missing[*]} with apt-get"
 }
 
@@ -114,11 +114,11 @@ unpack_vmlinux() {
 # Single-quotes a word for /bin/sh, whatever it contains.
 shq() { printf "'%s'" "${1//\'/\'\\\'\'}"; }
 
-ensure_packages
 mkdir -p "$cache"
-# One download at a time when several runs start together.
+# One install and one download at a time when several runs start together.
 exec 9>"$cache/.lock"
 flock 9
+ensure_packages
 kdir=$(kernel_dir)
 flock -u 9
 

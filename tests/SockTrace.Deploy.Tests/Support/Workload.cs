@@ -54,7 +54,7 @@ internal sealed class Workload : IDisposable
     public static string BuildFdRace()
     {
         string binary = System.IO.Path.Combine(Directory.CreateTempSubdirectory("socktrace-fdrace").FullName, "fdrace");
-        var (code, output) = Host.Run("cc", ["-O2", "-pthread", "-o", binary, Repo.Path("tests", "SockTrace.Tests", "Workloads", "fdrace.c")]);
+        var (code, output) = Host.Run("clang", ["-O2", "-pthread", "-o", binary, Repo.Path("tests", "SockTrace.Tests", "Workloads", "fdrace.c")]);
         Assert.True(code == 0, "building fdrace.c failed: " + output);
         return binary;
     }
