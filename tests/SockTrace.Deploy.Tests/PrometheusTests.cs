@@ -47,7 +47,7 @@ public sealed class PrometheusTests(ITestOutputHelper output)
             errors += 2;
             races += 2;
             Host.WaitUntil(() => Value(prometheus, $"sum(socktrace_accepts_total{{port=\"{port}\"}})") == accepts
-                    && Value(prometheus, "sum(socktrace_fd_races_total{kind=\"dup2_busy\"})") == races,
+                    && Value(prometheus, $"sum(socktrace_fd_races_total{{kind=\"dup2_busy\",comm=\"{Workload.FdRaceComm}\"}})") == races,
                 $"prometheus to see {accepts} accepts on port {port} and {races} dup2_busy races", TimeSpan.FromSeconds(20));
         }
         Assert.Equal(1, Value(prometheus, "count(up)"));
@@ -127,7 +127,7 @@ public sealed class PrometheusTests(ITestOutputHelper output)
             switch (alert.Alert)
             {
                 case "SockTraceFdRaces":
-                    Assert.Contains(firing, s => (string?)s["metric"]!["kind"] == "dup2_busy");
+                    Assert.Contains(firing, s => (string?)s["metric"]!["kind"] == "dup2_busy" && (string?)s["metric"]!["comm"] == Workload.FdRaceComm);
                     break;
                 case "SockTraceHookNotAttached":
                     Assert.Equal(unattached, firing.Select(s => (string)s["metric"]!["hook"]!).Order());

@@ -50,10 +50,14 @@ internal sealed class Workload : IDisposable
         Assert.True(code == 0 && output.Contains($"busy {rounds}", StringComparison.Ordinal), "fdrace failed: " + output);
     }
 
+    /// <summary>The fd race workload's process name here: the kernel tests, which may run at
+    /// the same time, run the same workload as "fdrace", and the agent counts the whole node.</summary>
+    public const string FdRaceComm = "deploy-fdrace";
+
     /// <summary>Compiles the fd race workload once; returns the binary's path.</summary>
     public static string BuildFdRace()
     {
-        string binary = System.IO.Path.Combine(Directory.CreateTempSubdirectory("socktrace-fdrace").FullName, "fdrace");
+        string binary = System.IO.Path.Combine(Directory.CreateTempSubdirectory("socktrace-fdrace").FullName, FdRaceComm);
         var (code, output) = Host.Run("clang", ["-O2", "-pthread", "-o", binary, Repo.Path("tests", "SockTrace.Tests", "Workloads", "fdrace.c")]);
         Assert.True(code == 0, "building fdrace.c failed: " + output);
         return binary;
