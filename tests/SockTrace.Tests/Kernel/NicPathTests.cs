@@ -63,7 +63,7 @@ public sealed class NicPathTests(ITestOutputHelper output)
         using (accepted)
         {
             long received = RxPathTests.ReadToEnd(accepted);
-            var (_, segments) = DeliveryPathTests.TcpInfo(accepted);
+            var (_, segments, _) = DeliveryPathTests.TcpInfo(accepted);
             var after = DeliveryPathTests.Deliveries(pipeline, netns).GetValueOrDefault("nic");
             output.WriteLine($"nic delivery: read {received} bytes in {segments} segments (tcp_info); delivered on nic rose by {after.Bytes - before.Bytes} bytes, {after.Segments - before.Segments} segments; delivery mode {pipeline.Source.Probes.Single(p => p.Hook == "delivery").Mode}");
             Assert.True(received > 0, "the host sender sent nothing");
