@@ -2,7 +2,7 @@
 # The kernel tests on another kernel, in the attach modes this machine's kernel lacks:
 # one boot of a Debian kernel under qemu (run-in-vm.sh; SOCKTRACE_VM_KERNEL picks 6.1,
 # the default, or 6.12), the kernel tests once with
-# --attach-mode kprobe and once with fentry, plus the NIC test (kprobe mode), whose
+# --attach-mode kprobe and once with fentry, each with the NIC tests, whose
 # bytes this script sends from the host into the guest's e1000 NIC. Category=Kernel
 # holds the in-process kernel tests; the agent-process ones (Category=Agent) start a
 # whole agent per test, minutes each under software emulation, and run on the host.
@@ -38,7 +38,7 @@ guest_tests="
   echo '== guest: kprobe'
   SOCKTRACE_ATTACH_MODE=kprobe dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Nic' $serial || rc=1
   echo '== guest: fentry'
-  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel' $serial || rc=1
+  SOCKTRACE_ATTACH_MODE=fentry dotnet test $project -c Release --no-build -nologo --filter 'Category=Kernel|Category=Nic' $serial || rc=1
   exit \$rc"
 
 # A failing test fails the run at once. A guest kernel that crashed or hung (a soft
