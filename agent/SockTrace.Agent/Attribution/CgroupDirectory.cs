@@ -5,9 +5,10 @@ namespace SockTrace.Agent.Attribution;
 /// cgroup v2 that id is the kernfs node id of the cgroup's directory, which is also its
 /// inode number (kernel commit 67c0496e87d1, "kernfs: convert kernfs_node->id from union
 /// kernfs_node_id to u64", 5.5), so a walk of the hierarchy stat-ing each directory finds it.
-/// The map is rebuilt by a walk when an id is missing, at most once per
-/// <c>minRescanInterval</c>, and holds at most <c>maxCgroups</c> entries, so an id that is
-/// never found (a cgroup already gone) costs a dictionary miss, not a walk per record.
+/// The map is rebuilt by a walk when an id is missing: at once for an id newer than any the
+/// last walk saw (a container that just started: its first accepts are attributed too), else
+/// at most once per <c>minRescanInterval</c>. It holds at most <c>maxCgroups</c> entries, so
+/// an id that is never found (a cgroup already gone) costs a dictionary miss, not a walk per record.
 /// Used from one thread.
 /// </summary>
 public sealed class CgroupDirectory(string root, int maxCgroups = 100_000, TimeSpan? minRescanInterval = null)
@@ -15,6 +16,7 @@ public sealed class CgroupDirectory(string root, int maxCgroups = 100_000, TimeS
     private readonly TimeSpan _minRescanInterval = minRescanInterval ?? TimeSpan.FromSeconds(1);
     private Dictionary<ulong, string> _paths = [];
     private long _lastScan = long.MinValue;
+    private ulong _newestSeen;
 
     /// <summary>The cgroup v2 mount this directory walks.</summary>
     public string Root { get; } = root;
@@ -44,11 +46,17 @@ public sealed class CgroupDirectory(string root, int maxCgroups = 100_000, TimeS
         if (_paths.TryGetValue(cgroupId, out string? path))
             return path;
         long now = Environment.TickCount64;
-        if (_lastScan != long.MinValue && now - _lastScan < _minRescanInterval.TotalMilliseconds)
+        // kernfs numbers its nodes in increasing order (idr_alloc_cyclic() in
+        // kernfs_new_node(), fs/kernfs/dir.c; the high 32 bits count wraps of the low ones),
+        // so an id above every one the last walk saw names a cgroup made since. Each such walk
+        // moves the mark past that id, found or not: there are no more of them than cgroups made.
+        bool madeSinceTheWalk = cgroupId > _newestSeen;
+        if (!madeSinceTheWalk && _lastScan != long.MinValue && now - _lastScan < _minRescanInterval.TotalMilliseconds)
             return null;
         _lastScan = now;
         _paths = Scan();
         Scans++;
+        _newestSeen = Math.Max(cgroupId, _paths.Count == 0 ? 0 : _paths.Keys.Max());
         return _paths.GetValueOrDefault(cgroupId);
     }
 

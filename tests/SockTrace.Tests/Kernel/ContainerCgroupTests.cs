@@ -72,6 +72,30 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
     }
 
     /// <summary>
+    /// A container's first accepts come right after its cgroup is made, well within the
+    /// interval that spaces out walks for ids that are not found: a cgroup made after the last
+    /// walk has a newer id than all it saw, and is looked for at once. An id of the past that
+    /// is not found waits for the interval.
+    /// </summary>
+    [Fact]
+    public void ACgroupMadeRightAfterAWalkIsFoundAtOnce()
+    {
+        Requires.Root();
+        var directory = new CgroupDirectory(Root, minRescanInterval: TimeSpan.FromHours(1));
+        string gone = Path.Combine(Root, Parent, "gone.scope"), first = Path.Combine(Root, Parent, "first.scope"), second = Path.Combine(Root, Parent, "second.scope");
+        CreateCgroup(gone);
+        ulong goneId = Inode(gone);
+        Directory.Delete(gone);
+        CreateCgroup(first);
+        Assert.Equal($"/{Parent}/first.scope", directory.PathOf(Inode(first)));
+        CreateCgroup(second);
+        Assert.Equal($"/{Parent}/second.scope", directory.PathOf(Inode(second)));
+        Assert.Equal(2, directory.Scans);
+        Assert.Null(directory.PathOf(goneId));
+        Assert.Equal(2, directory.Scans);
+    }
+
+    /// <summary>
     /// The whole chain: a listener in a containerd-named cgroup, its pod served by an API
     /// server in the test; its accepts are exported with the pod's namespace, pod and
     /// container, and once a DELETED event arrives for the pod its series are exported no more.
