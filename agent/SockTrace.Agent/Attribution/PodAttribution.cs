@@ -68,12 +68,12 @@ public sealed partial class PodAttributionService(AgentOptions options, PodIndex
         KubernetesClientConfiguration config;
         try
         {
-            config = KubernetesClientConfiguration.InClusterConfig();
+            config = KubernetesConfig.Load();
         }
-        catch (Exception ex)
+        catch (Exception ex) when (KubernetesConfig.IsConfigError(ex))
         {
             throw new StartupException(ExitCodes.Usage,
-                $"{AgentSettings.Attribution.Flag} {AgentOptions.AttributionKubernetes} needs the pod's service account token: {ex.Message}");
+                $"{AgentSettings.Attribution.Flag} {AgentOptions.AttributionKubernetes} needs the pod's service account token or $KUBECONFIG: {ex.Message}");
         }
         var watcher = new KubernetesPodWatcher(new Kubernetes(config), node, pods, logger);
         _stop = new CancellationTokenSource();

@@ -21,7 +21,7 @@ internal static partial class EndpointAuthorization
             return;
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SockTrace.Agent.Hosting.EndpointAuthorization");
         StaticToken? staticToken = options.AuthTokenFile is { } file ? new StaticToken(file) : null;
-        var reviewer = options.AuthKubernetes ? new KubernetesReviewer(new Kubernetes(KubernetesConfig()), logger) : null;
+        var reviewer = options.AuthKubernetes ? new KubernetesReviewer(new Kubernetes(ApiServerConfig()), logger) : null;
         app.Use(async (context, next) =>
         {
             string path = context.Request.Path.Value ?? "";
@@ -71,16 +71,13 @@ internal static partial class EndpointAuthorization
         }
     }
 
-    /// <summary>$KUBECONFIG when set (an agent outside the cluster, and the tests), else the pod's service account.</summary>
-    internal static KubernetesClientConfiguration KubernetesConfig()
+    private static KubernetesClientConfiguration ApiServerConfig()
     {
         try
         {
-            return Environment.GetEnvironmentVariable("KUBECONFIG") is { Length: > 0 } kubeconfig
-                ? KubernetesClientConfiguration.BuildConfigFromConfigFile(kubeconfig)
-                : KubernetesClientConfiguration.InClusterConfig();
+            return KubernetesConfig.Load();
         }
-        catch (Exception ex) when (ex is k8s.Exceptions.KubeConfigException or IOException or UnauthorizedAccessException)
+        catch (Exception ex) when (KubernetesConfig.IsConfigError(ex))
         {
             throw new StartupException(ExitCodes.SecurityFile,
                 $"{AgentSettings.AuthKubernetes.Flag} needs the pod's service account token or $KUBECONFIG: {ex.Message}");
