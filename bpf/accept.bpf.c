@@ -112,7 +112,13 @@ static __always_inline void accept_enter(long listen_fd)
 	struct accept_call call = {};
 	struct sock *sk = sock_of_fd(listen_fd);
 	__u16 family = sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
-	long err;
+	/*
+	 * int, not long: the verifier turns this helper call into a direct call of the map's
+	 * update op, which returned int until 6.4 (commit d7ba4cc900bf, "bpf: return long from
+	 * bpf_map_ops funcs"), so before then -EEXIST arrives zero-extended (0xffffffef) and a
+	 * 64-bit compare never matches it. Compared as int it matches on every kernel.
+	 */
+	int err;
 
 	/* Only TCP/IP listeners make records: accept on a UNIX socket has no port to report. */
 	if (family == AF_INET || family == AF_INET6) {
