@@ -38,6 +38,51 @@ public sealed class DeliveryPathTests(ITestOutputHelper output)
         Assert.Equal((x.Port, File.ReadAllText("/proc/self/comm").Trim(), (ulong)(Up + Down)), (pair.Port, pair.Comm, pair.Bytes));
     }
 
+    /// <summary>
+    /// The sidecar and application shape: two processes talking over loopback. A python3 client
+    /// streams <see cref="Up"/> bytes to the test's listener and reads the <see cref="Down"/>
+    /// bytes of the answer: one local pair, under the listener's port and the client's name,
+    /// holding both directions exactly.
+    /// </summary>
+    [Fact]
+    public void ALoopbackStreamBetweenTwoProcessesIsOneLocalPairUnderTheClientsName()
+    {
+        using var pipeline = new KernelPipeline();
+        using var ns = new BridgeTopology(bridged: false);
+        uint netns = BridgeTopology.Inode(ns.Server);
+        using var listener = VethPair.In(ns.Server, () => Loopback.Listen());
+        int port = listener.Port();
+        var info = new System.Diagnostics.ProcessStartInfo("ip") { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string a in new[] { "netns", "exec", ns.Server, "python3", "-c", $$"""
+            import socket
+            c = socket.create_connection(("127.0.0.1", {{port}}))
+            c.sendall(b"u" * {{Up}})
+            c.shutdown(socket.SHUT_WR)
+            n = 0
+            while True:
+                b = c.recv(65536)
+                if not b:
+                    break
+                n += len(b)
+            print(n)
+            """ })
+            info.ArgumentList.Add(a);
+        using var client = System.Diagnostics.Process.Start(info)!;
+        using (var accepted = listener.Accept())
+        {
+            Assert.Equal(Up, RxPathTests.ReadToEnd(accepted));
+            Send(accepted, Down);
+            accepted.Shutdown(SocketShutdown.Send);
+            Assert.True(client.WaitForExit(TimeSpan.FromSeconds(60)), "the client did not finish");
+        }
+        Assert.True(client.ExitCode == 0, client.StandardError.ReadToEnd());
+        Assert.Equal(Down.ToString(System.Globalization.CultureInfo.InvariantCulture), client.StandardOutput.ReadToEnd().Trim());
+
+        var pair = Assert.Single(pipeline.Source.Deliveries.ReadLocalPairs(), p => p.Netns == netns);
+        output.WriteLine($"local pair: port {pair.Port}, comm {pair.Comm}, {pair.Bytes} bytes");
+        Assert.Equal(((ushort)port, "python3", (ulong)(Up + Down)), (pair.Port, pair.Comm, pair.Bytes));
+    }
+
     [Fact]
     public void VethBytesCountOnceAsVirtualInTheReceivingNamespaceAndAreNoLocalPair()
     {
