@@ -59,8 +59,12 @@ public sealed partial class RaceLog : IDisposable
                 _overflow++;
             }
         }
-        if (first)
-            LogRace(race.Kind, race.Comm, race.Pid, race.Tid, race.Fd, race.ClosedByTid);
+        if (!first)
+            return;
+        if (race.ClosedByTid is { } closedBy)
+            LogDoubleClose(race.Kind, race.Comm, race.Pid, race.Tid, race.Fd, closedBy);
+        else
+            LogRace(race.Kind, race.Comm, race.Pid, race.Tid, race.Fd);
     }
 
     /// <summary>Logs a summary for each key with suppressed races whose minute is up, and
@@ -97,8 +101,11 @@ public sealed partial class RaceLog : IDisposable
 
     public void Dispose() => _timer?.Dispose();
 
-    [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "fd race {Kind}: process {Comm} pid {Pid} tid {Tid} fd {Fd} (closed first by tid {ClosedByTid}); further {Kind} races of this process are summarised once a minute")]
-    private partial void LogRace(string kind, string comm, uint pid, uint tid, int fd, uint? closedByTid);
+    [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "fd race {Kind}: process {Comm} pid {Pid} tid {Tid} fd {Fd}; further {Kind} races of this process are summarised once a minute")]
+    private partial void LogRace(string kind, string comm, uint pid, uint tid, int fd);
+
+    [LoggerMessage(EventId = 300, Level = LogLevel.Warning, Message = "fd race {Kind}: process {Comm} pid {Pid} tid {Tid} fd {Fd}, closed first by tid {ClosedByTid}; further {Kind} races of this process are summarised once a minute")]
+    private partial void LogDoubleClose(string kind, string comm, uint pid, uint tid, int fd, uint closedByTid);
 
     [LoggerMessage(EventId = 301, Level = LogLevel.Warning, Message = "fd race {Kind}: process {Comm} pid {Pid}: {Count} more in the last {Seconds} s (last on fd {Fd}); GET /races lists the recent ones")]
     private partial void LogSuppressed(string kind, string comm, uint pid, long count, double seconds, int fd);

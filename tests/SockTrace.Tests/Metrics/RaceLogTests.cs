@@ -16,7 +16,8 @@ public sealed class RaceLogTests
         public void Advance(TimeSpan by) => Ticks += by.Ticks;
     }
 
-    private static FdRace Race(string kind, uint pid, int fd = 5) => new(DateTime.UnixEpoch, kind, pid, pid, "srv", fd, null, null);
+    private static FdRace Race(string kind, uint pid, int fd = 5) =>
+        new(DateTime.UnixEpoch, kind, pid, pid, "srv", fd, kind == "double_close" ? pid + 1 : null, kind == "double_close" ? 0.001 : null);
 
     [Fact]
     public void TheFirstRaceOfEachKindAndProcessIsLoggedThenAMinutesSummary()
@@ -35,7 +36,8 @@ public sealed class RaceLogTests
         Assert.Equal(3, records.Count);
         Assert.All(records, r => Assert.Equal(LogLevel.Warning, r.Level));
         Assert.Equal(300, records[0].Id.Id);
-        Assert.Contains("double_close: process srv pid 10 tid 10 fd 0", records[0].Message);
+        Assert.Contains("double_close: process srv pid 10 tid 10 fd 0, closed first by tid 11;", records[0].Message);
+        Assert.Contains("dup2_busy: process srv pid 10 tid 10 fd 5; further", records[1].Message);
 
         time.Advance(TimeSpan.FromSeconds(61));
         log.Flush();
