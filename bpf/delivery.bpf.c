@@ -393,6 +393,9 @@ static __always_inline void delivery_state(const struct sock *sk, int oldstate, 
 	__u8 local[16] = {}, remote[16] = {};
 	char *comm;
 
+	/* Four of a connection's six transitions are neither: they leave before reading the sock. */
+	if (newstate != TCP_SYN_SENT && newstate != TCP_ESTABLISHED)
+		return;
 	if (!dl_is_tcp(sk))
 		return;
 	if (newstate == TCP_SYN_SENT) {
