@@ -50,12 +50,7 @@ trap cleanup EXIT
 command -v bpftool >/dev/null || scripts/setup.sh >&2
 clang -O2 -Wall -Werror -o "$work/churn" tests/SockTrace.Benchmarks/soak/churn.c
 
-free_port() { # a port in 20000-29999 that nothing listens on
-  local p
-  while p=$(shuf -i 20000-29999 -n 1); ss -Htln "sport = :$p" | grep -q .; do :; done
-  echo "$p"
-}
-metrics_port=$(free_port)
+source scripts/lib/soak-agent.sh
 api_port=$(free_port)
 # The processes' ports: one block of PROCESSES * LISTENERS, the same in every generation,
 # below the ephemeral range (ip_local_port_range) so that no client socket holds one of them
@@ -77,23 +72,8 @@ EOF
 api() { curl -fsS -o /dev/null -X "$1" "http://127.0.0.1:$api_port$2" ${3:+-H 'Content-Type: application/json' -d "$3"}; }
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$api_port/api/v1/pods" >/dev/null && break; sleep 0.1; done
 
-# shellcheck disable=SC2086
-NODE_NAME=soak-node KUBECONFIG=$work/kubeconfig dotnet "$agent_dll" --urls "http://127.0.0.1:$metrics_port" \
-  --attribution kubernetes ${AGENT_ARGS:-} >"$work/agent.log" 2>&1 &
-agent_pid=$!
-for _ in $(seq 600); do
-  curl -fs "http://127.0.0.1:$metrics_port/healthz" >/dev/null 2>&1 && break
-  kill -0 "$agent_pid" 2>/dev/null || { cat "$work/agent.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$metrics_port/healthz" >/dev/null || { log "agent not healthy"; cat "$work/agent.log" >&2; exit 1; }
+NODE_NAME=soak-node KUBECONFIG=$work/kubeconfig start_agent --attribution kubernetes
 
-scrape() { curl -fs "http://127.0.0.1:$metrics_port/metrics"; }
-# sum FILE METRIC [LABEL_MATCH]: the sum of a metric's samples whose labels contain LABEL_MATCH
-sum() {
-  awk -v m="$2" -v l="${3:-}" '$0 !~ /^#/ { n = $1; sub(/\{.*/, "", n); if (n == m && index($0, l)) s += $NF } END { printf "%.0f", s }' "$1"
-}
-rss_kb() { awk -v f="${1:-VmRSS}:" '$1 == f { print $2 }' "/proc/$agent_pid/status"; }
 # "name=entries" for each hash map of the agent's BPF programs (st_ maps): LRU maps that
 # stay below their size, and plain ones that must not grow with the churn.
 map_entries() {
@@ -152,7 +132,7 @@ for ((g = 0; g < GENERATIONS; g++)); do
   expected=$((PROCESSES * per_run))
   for _ in $(seq 200); do
     scrape >"$work/metrics"
-    (($(sum "$work/metrics" socktrace_accepts_total 'pod="churn-') >= expected)) && break
+    (($(metric_sum socktrace_accepts_total 'pod="churn-' <"$work/metrics") >= expected)) && break
     sleep 0.1
   done
   sleep 0.5
@@ -161,7 +141,7 @@ for ((g = 0; g < GENERATIONS; g++)); do
   for ((n = 0; n < PROCESSES; n++)); do
     pod=$(printf 'churn-%02d-g%d' "$n" "$g")
     made=$(awk '{ s += $2 } END { print s }' "$work/$pod.out")
-    seen=$(sum "$work/metrics" socktrace_accepts_total "pod=\"$pod\"")
+    seen=$(metric_sum socktrace_accepts_total "pod=\"$pod\"" <"$work/metrics")
     if ((made == per_run && seen == made)); then
       exact=$((exact + 1))
     else
@@ -170,10 +150,10 @@ for ((g = 0; g < GENERATIONS; g++)); do
     fi
   done
   made_total=$((made_total + expected))
-  errors=$(sum "$work/metrics" socktrace_accept_errors_total 'pod="churn-')
-  drops=$(sum "$work/metrics" socktrace_ringbuf_drops_total)
+  errors=$(metric_sum socktrace_accept_errors_total 'pod="churn-' <"$work/metrics")
+  drops=$(metric_sum socktrace_ringbuf_drops_total <"$work/metrics")
   series=$(grep -c '^socktrace_accepts_total{' "$work/metrics" || true)
-  overflow=$(sum "$work/metrics" socktrace_series_overflow_total)
+  overflow=$(metric_sum socktrace_series_overflow_total <"$work/metrics")
 
   for ((n = 0; n < PROCESSES; n++)); do api DELETE "/soak/pods/$(printf 'churn-%02d-g%d' "$n" "$g")"; done
   find "$slice" -mindepth 1 -depth -type d -exec rmdir {} +

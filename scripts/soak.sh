@@ -82,30 +82,9 @@ int main(int argc, char **argv)
 C
 cc -O2 -Wall -Werror -o "$work/soakload" "$work/soakload.c"
 
-free_port() { # a port in 20000-29999 that nothing listens on
-  local p
-  while p=$(shuf -i 20000-29999 -n 1); ss -Htln "sport = :$p" | grep -q .; do :; done
-  echo "$p"
-}
-metrics_port=$(free_port)
+source scripts/lib/soak-agent.sh
 load_port=$(free_port)
-
-# shellcheck disable=SC2086
-dotnet "$agent_dll" --urls "http://127.0.0.1:$metrics_port" ${AGENT_ARGS:-} >"$work/agent.log" 2>&1 &
-agent_pid=$!
-for _ in $(seq 600); do
-  curl -fs "http://127.0.0.1:$metrics_port/healthz" >/dev/null 2>&1 && break
-  kill -0 "$agent_pid" 2>/dev/null || { cat "$work/agent.log" >&2; exit 1; }
-  sleep 0.1
-done
-curl -fs "http://127.0.0.1:$metrics_port/healthz" >/dev/null || { log "agent not healthy"; cat "$work/agent.log" >&2; exit 1; }
-
-scrape() { curl -fs "http://127.0.0.1:$metrics_port/metrics"; }
-# sum METRIC [LABEL_MATCH]: the sum of a metric's samples whose labels contain LABEL_MATCH
-sum() {
-  scrape | awk -v m="$1" -v l="${2:-}" '$0 !~ /^#/ { n = $1; sub(/\{.*/, "", n); if (n == m && index($0, l)) s += $NF } END { printf "%.0f", s }'
-}
-rss_kb() { awk -v f="${1:-VmRSS}:" '$1 == f { print $2 }' "/proc/$agent_pid/status"; }
+start_agent
 
 port_label="port=\"$load_port\""
 # RssAnon is the heap (managed and native); RssFile is mapped code, which grows as more of
@@ -130,14 +109,14 @@ while ((done_total < CONNECTIONS)); do
   # that it is exact (a surplus would show too).
   seen=0
   for _ in $(seq 100); do
-    seen=$(sum socktrace_accepts_total "$port_label")
+    seen=$(scrape | metric_sum socktrace_accepts_total "$port_label")
     ((seen >= done_total)) && break
     sleep 0.1
   done
   sleep 0.3
-  seen=$(sum socktrace_accepts_total "$port_label")
-  errors=$(sum socktrace_accept_errors_total "$port_label")
-  drops=$(sum socktrace_ringbuf_drops_total)
+  seen=$(scrape | metric_sum socktrace_accepts_total "$port_label")
+  errors=$(scrape | metric_sum socktrace_accept_errors_total "$port_label")
+  drops=$(scrape | metric_sum socktrace_ringbuf_drops_total)
   rss=$(rss_kb)
   rss_samples+=("$rss")
   printf '| %d | %d | %.1f | %.0f | %d | %d | %d | %.1f | %.1f | %.1f |\n' "$batch" "$done_total" "$(echo "$t1 - $t0" | bc)" \
