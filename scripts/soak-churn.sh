@@ -174,18 +174,7 @@ for ((g = 0; g < GENERATIONS; g++)); do
   fi
 done
 
-if ((${#rss_samples[@]} > WARMUP_GENERATIONS)); then
-  steady=("${rss_samples[@]:WARMUP_GENERATIONS}")
-  lo=$(printf '%s\n' "${steady[@]}" | sort -n | head -1)
-  hi=$(printf '%s\n' "${steady[@]}" | sort -n | tail -1)
-  growth=$(echo "($hi - $lo) * 100 / $lo" | bc -l)
-  printf '\nRSS after %d warm-up generations: %.1f to %.1f MiB (%.1f%%)\n' "$WARMUP_GENERATIONS" \
-    "$(echo "$lo / 1024" | bc -l)" "$(echo "$hi / 1024" | bc -l)" "$growth"
-  if (($(echo "$growth > 10" | bc))); then
-    log "RSS grew by more than 10% after warm-up"
-    status=1
-  fi
-fi
+rss_flat "$WARMUP_GENERATIONS" generations "${rss_samples[@]}" || status=1
 printf 'connections: %d of %d in %d s; %d processes x %d generations, %d listeners; exact counts: %s\n' \
   "$made_total" "$CONNECTIONS" "$((SECONDS - start))" "$PROCESSES" "$GENERATIONS" "$((PROCESSES * LISTENERS))" \
   "$([[ $status == 0 ]] && echo yes || echo NO)"

@@ -130,16 +130,6 @@ while ((done_total < CONNECTIONS)); do
 done
 
 # RSS after warm-up: the largest sample within 10% of the smallest.
-if ((${#rss_samples[@]} > WARMUP_BATCHES)); then
-  steady=("${rss_samples[@]:WARMUP_BATCHES}")
-  lo=$(printf '%s\n' "${steady[@]}" | sort -n | head -1)
-  hi=$(printf '%s\n' "${steady[@]}" | sort -n | tail -1)
-  growth=$(echo "($hi - $lo) * 100 / $lo" | bc -l)
-  printf '\nRSS after %d warm-up batches: %.1f to %.1f MiB (%.1f%%)\n' "$WARMUP_BATCHES" "$(echo "$lo / 1024" | bc -l)" "$(echo "$hi / 1024" | bc -l)" "$growth"
-  if (($(echo "$growth > 10" | bc))); then
-    log "RSS grew by more than 10% after warm-up"
-    status=1
-  fi
-fi
+rss_flat "$WARMUP_BATCHES" batches "${rss_samples[@]}" || status=1
 printf 'connections: %d of %d in %d s; exact counts: %s\n' "$done_total" "$CONNECTIONS" "$((SECONDS - start))" "$([[ $status == 0 ]] && echo yes || echo NO)"
 exit $status

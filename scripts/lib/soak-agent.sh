@@ -35,3 +35,21 @@ metric_sum() {
 
 # rss_kb [FIELD]: a /proc/PID/status field of the agent (VmRSS by default), in KiB.
 rss_kb() { awk -v f="${1:-VmRSS}:" '$1 == f { print $2 }' "/proc/$agent_pid/status"; }
+
+# rss_flat WARMUP UNIT SAMPLE...: after the first WARMUP samples (KiB), prints their range and
+# fails when the largest is more than 10% above the smallest. UNIT names a sample ("batches").
+rss_flat() {
+  local warmup=$1 unit=$2 lo hi growth
+  shift 2
+  (($# > warmup)) || return 0
+  local steady=("${@:warmup+1}")
+  lo=$(printf '%s\n' "${steady[@]}" | sort -n | head -1)
+  hi=$(printf '%s\n' "${steady[@]}" | sort -n | tail -1)
+  growth=$(echo "($hi - $lo) * 100 / $lo" | bc -l)
+  printf '\nRSS after %d warm-up %s: %.1f to %.1f MiB (%.1f%%)\n' "$warmup" "$unit" \
+    "$(echo "$lo / 1024" | bc -l)" "$(echo "$hi / 1024" | bc -l)" "$growth"
+  if (($(echo "$growth > 10" | bc))); then
+    log "RSS grew by more than 10% after warm-up"
+    return 1
+  fi
+}
