@@ -157,28 +157,23 @@ static int run_accept(double seconds, double rate)
 	return 0;
 }
 
-static int run_getppid(double seconds)
+/* syscall(): glibc would not cache getppid, but say it plainly. */
+static void getppid_once(void)
 {
-	uint64_t start, end, deadline, cpu0, cpu, n = 0;
-
-	pin(0);
-	cpu0 = thread_cpu_ns();
-	start = now_ns();
-	deadline = start + (uint64_t)(seconds * 1e9);
-	do {
-		/* syscall(): glibc would not cache getppid, but say it plainly. */
-		for (int i = 0; i < 4096; i++)
-			syscall(SYS_getppid);
-		n += 4096;
-	} while (now_ns() < deadline);
-	end = now_ns();
-	cpu = thread_cpu_ns() - cpu0;
-	printf("mode=getppid ops=%llu seconds=%.3f ns_per_call=%.2f cpu_ns_per_call=%.2f\n",
-	       (unsigned long long)n, (end - start) / 1e9, (double)(end - start) / n, (double)cpu / n);
-	return 0;
+	syscall(SYS_getppid);
 }
 
-static int run_close(double seconds)
+static void close_once(void)
+{
+	int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+
+	if (fd < 0)
+		die("open");
+	close(fd);
+}
+
+/* One thread on CPU 0 calls op for SECONDS, in batches so the clock is read rarely. */
+static int run_calls(const char *mode, void (*op)(void), double seconds)
 {
 	uint64_t start, end, deadline, cpu0, cpu, n = 0;
 
@@ -187,18 +182,13 @@ static int run_close(double seconds)
 	start = now_ns();
 	deadline = start + (uint64_t)(seconds * 1e9);
 	do {
-		for (int i = 0; i < 4096; i++) {
-			int fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-
-			if (fd < 0)
-				die("open");
-			close(fd);
-		}
+		for (int i = 0; i < 4096; i++)
+			op();
 		n += 4096;
 	} while (now_ns() < deadline);
 	end = now_ns();
 	cpu = thread_cpu_ns() - cpu0;
-	printf("mode=close ops=%llu seconds=%.3f ns_per_call=%.2f cpu_ns_per_call=%.2f\n",
+	printf("mode=%s ops=%llu seconds=%.3f ns_per_call=%.2f cpu_ns_per_call=%.2f\n", mode,
 	       (unsigned long long)n, (end - start) / 1e9, (double)(end - start) / n, (double)cpu / n);
 	return 0;
 }
@@ -257,9 +247,9 @@ int main(int argc, char **argv)
 	if (argc >= 3 && !strcmp(argv[1], "accept"))
 		return run_accept(atof(argv[2]), argc > 3 ? atof(argv[3]) : 0);
 	if (argc >= 3 && !strcmp(argv[1], "getppid"))
-		return run_getppid(atof(argv[2]));
+		return run_calls("getppid", getppid_once, atof(argv[2]));
 	if (argc >= 3 && !strcmp(argv[1], "close"))
-		return run_close(atof(argv[2]));
+		return run_calls("close", close_once, atof(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "eagain"))
 		return run_eagain(atof(argv[2]), atoi(argv[3]));
 	fprintf(stderr, "usage: %s accept SECONDS [RATE] | getppid SECONDS | eagain SECONDS THREADS | close SECONDS\n", argv[0]);

@@ -280,25 +280,14 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
     public void SynQueueDropsWithoutSyncookies()
     {
         using var veth = new VethPair();
-        Command.Output("ip", "netns", "exec", veth.NamespaceA, "sysctl", "-qw", "net.ipv4.tcp_syncookies=0");
-        Command.Output("ip", "-n", veth.NamespaceA, "route", "add", "10.99.0.0/24", "via", VethPair.AddressB.ToString());
         using var pipeline = new KernelPipeline();
-        var plan = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow);
-        Assert.True(plan.Mode is not null, $"hook listen_overflow is not attached on {KernelPipeline.KernelUnderTest.Release}: {plan.Why}");
-        using var listener = VethPair.In(veth.NamespaceA, () => Listen(4));
-        int port = listener.Port();
-
-        using (var raw = VethPair.In(veth.NamespaceB, () => new Socket(AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw)))
-        {
-            for (int i = 0; i < 12; i++)
-                raw.SendTo(Syn(IPAddress.Parse("10.99.0.1"), (ushort)(40000 + i), VethPair.AddressA, (ushort)port), new IPEndPoint(VethPair.AddressA, 0));
-        }
-        Eventually.True(() => TcpExt(veth.NamespaceA, "TCPReqQFullDrop") == 7, "seven SYNs dropped for the full SYN queue (TCPReqQFullDrop)");
+        var (listener, port, mode) = SendUnansweredSyns(veth, pipeline, syncookies: 0, counter: "TCPReqQFullDrop", "seven SYNs dropped for the full SYN queue (TCPReqQFullDrop)");
+        using var _ = listener;
 
         string netns = Inode(veth.NamespaceA);
         var seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
         int synRecv = SynRecv(veth.NamespaceA, port);
-        output.WriteLine($"netns {netns} port {port}, hook listen_overflow in mode {plan.Mode?.Name()}: kernel TCPReqQFullDrop {TcpExt(veth.NamespaceA, "TCPReqQFullDrop")}, ListenOverflows {TcpExt(veth.NamespaceA, "ListenOverflows")}, SYN-RECV {synRecv}; {seen}");
+        output.WriteLine($"netns {netns} port {port}, hook listen_overflow in mode {mode}: kernel TCPReqQFullDrop {TcpExt(veth.NamespaceA, "TCPReqQFullDrop")}, ListenOverflows {TcpExt(veth.NamespaceA, "ListenOverflows")}, SYN-RECV {synRecv}; {seen}");
         Assert.Equal(7, seen.Value.SynDrops);
         Assert.Equal(0, seen.Value.Cookies);
         Assert.Equal(0, TcpExt(veth.NamespaceA, "SyncookiesSent"));
@@ -320,24 +309,13 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
     public void SyncookiesWhenTheSynQueueIsFull()
     {
         using var veth = new VethPair();
-        Command.Output("ip", "netns", "exec", veth.NamespaceA, "sysctl", "-qw", "net.ipv4.tcp_syncookies=1");
-        Command.Output("ip", "-n", veth.NamespaceA, "route", "add", "10.99.0.0/24", "via", VethPair.AddressB.ToString());
         using var pipeline = new KernelPipeline();
-        var plan = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow);
-        Assert.True(plan.Mode is not null, $"hook listen_overflow is not attached on {KernelPipeline.KernelUnderTest.Release}: {plan.Why}");
-        using var listener = VethPair.In(veth.NamespaceA, () => Listen(4));
-        int port = listener.Port();
-
-        using (var raw = VethPair.In(veth.NamespaceB, () => new Socket(AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw)))
-        {
-            for (int i = 0; i < 12; i++)
-                raw.SendTo(Syn(IPAddress.Parse("10.99.0.1"), (ushort)(40000 + i), VethPair.AddressA, (ushort)port), new IPEndPoint(VethPair.AddressA, 0));
-        }
-        Eventually.True(() => TcpExt(veth.NamespaceA, "SyncookiesSent") == 7, "seven SYN cookies sent (SyncookiesSent)");
+        var (listener, port, mode) = SendUnansweredSyns(veth, pipeline, syncookies: 1, counter: "SyncookiesSent", "seven SYN cookies sent (SyncookiesSent)");
+        using var _ = listener;
 
         string netns = Inode(veth.NamespaceA);
         var seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
-        output.WriteLine($"netns {netns} port {port}, hook listen_overflow in mode {plan.Mode?.Name()}: kernel SyncookiesSent {TcpExt(veth.NamespaceA, "SyncookiesSent")}, TCPReqQFullDoCookies {TcpExt(veth.NamespaceA, "TCPReqQFullDoCookies")}, TCPReqQFullDrop {TcpExt(veth.NamespaceA, "TCPReqQFullDrop")}, SYN-RECV {SynRecv(veth.NamespaceA, port)}; {seen}");
+        output.WriteLine($"netns {netns} port {port}, hook listen_overflow in mode {mode}: kernel SyncookiesSent {TcpExt(veth.NamespaceA, "SyncookiesSent")}, TCPReqQFullDoCookies {TcpExt(veth.NamespaceA, "TCPReqQFullDoCookies")}, TCPReqQFullDrop {TcpExt(veth.NamespaceA, "TCPReqQFullDrop")}, SYN-RECV {SynRecv(veth.NamespaceA, port)}; {seen}");
         Assert.Equal(7, TcpExt(veth.NamespaceA, "TCPReqQFullDoCookies"));
         Assert.Equal(7, seen.Value.Cookies);
         Assert.Equal(0, TcpExt(veth.NamespaceA, "TCPReqQFullDrop"));
@@ -346,6 +324,30 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         // As above: five requests at the last SYN; ss may see fewer once they expire.
         Assert.Equal(5, seen.Value.SynQueue);
         Assert.InRange(SynRecv(veth.NamespaceA, port), 1, 5);
+    }
+
+    /// <summary>
+    /// Twelve SYNs that never complete, sent to a listener with backlog 4 in namespace A with
+    /// net.ipv4.tcp_syncookies set to <paramref name="syncookies"/> there: from a raw socket in
+    /// namespace B, with a source address A routes back to B, where the SYN-ACKs are dropped.
+    /// Returns, once the kernel's <paramref name="counter"/> reached seven, the listener (kept
+    /// open for the caller), its port and the listen_overflow hook's mode.
+    /// </summary>
+    private static (Socket Listener, int Port, string Mode) SendUnansweredSyns(VethPair veth, KernelPipeline pipeline, int syncookies, string counter, string what)
+    {
+        Command.Output("ip", "netns", "exec", veth.NamespaceA, "sysctl", "-qw", $"net.ipv4.tcp_syncookies={syncookies}");
+        Command.Output("ip", "-n", veth.NamespaceA, "route", "add", "10.99.0.0/24", "via", VethPair.AddressB.ToString());
+        var plan = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow);
+        Assert.True(plan.Mode is not null, $"hook listen_overflow is not attached on {KernelPipeline.KernelUnderTest.Release}: {plan.Why}");
+        var listener = VethPair.In(veth.NamespaceA, () => Listen(4));
+        int port = listener.Port();
+        using (var raw = VethPair.In(veth.NamespaceB, () => new Socket(AddressFamily.InterNetwork, SocketType.Raw, ProtocolType.Raw)))
+        {
+            for (int i = 0; i < 12; i++)
+                raw.SendTo(Syn(IPAddress.Parse("10.99.0.1"), (ushort)(40000 + i), VethPair.AddressA, (ushort)port), new IPEndPoint(VethPair.AddressA, 0));
+        }
+        Eventually.True(() => TcpExt(veth.NamespaceA, counter) == 7, what);
+        return (listener, port, plan.Mode!.Value.Name());
     }
 
     /// <summary>400 connections from four concurrent clients to a listener that keeps

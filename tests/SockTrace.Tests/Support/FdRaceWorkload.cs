@@ -27,10 +27,10 @@ internal sealed class BlockedAccepts(Process process, int pid, IReadOnlyList<int
     }
 }
 
-/// <summary>Builds Workloads/fdrace.c with the system C compiler and runs it.</summary>
+/// <summary>Runs Workloads/fdrace.c, built with the tests (SockTrace.Tests.csproj, target BuildWorkloads).</summary>
 internal static class FdRaceWorkload
 {
-    private static readonly Lazy<string> Binary = new(Build);
+    private static readonly Lazy<string> Binary = new(Locate);
 
     private static int s_runs;
 
@@ -84,8 +84,8 @@ internal static class FdRaceWorkload
         return new BlockedAccepts(p, pid, tids);
     }
 
-    /// <summary>Built with the tests (SockTrace.Tests.csproj, target BuildWorkloads).</summary>
-    private static string Build()
+    /// <summary>The binary the build put beside the test assembly.</summary>
+    private static string Locate()
     {
         string binary = Path.Combine(AppContext.BaseDirectory, "workloads", "fdrace");
         Assert.True(File.Exists(binary), $"{binary} is missing: build the tests (scripts/build.sh)");
