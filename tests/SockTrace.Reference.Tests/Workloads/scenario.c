@@ -15,9 +15,9 @@
 // Each step starts once the one before it has returned or sleeps in accept4(), and once
 // the accept its connection woke has returned (a woken thread may not run at once on a
 // busy host), so the order is the scenario's on every run. Prints "pid P", "port STEP
-// PORT", "t STEP NS" just before each step's syscall, on its own thread (CLOCK_MONOTONIC,
-// bpf_ktime_get_ns()'s clock, so a busy host's scheduling delays are in it),
-// one "r STEP RET ERRNO" per step, and "end". argv[1] is the host's non-loopback IPv4
+// PORT", and per step "t STEP NS" (when its syscall was entered, on its own thread:
+// CLOCK_MONOTONIC, bpf_ktime_get_ns()'s clock, so a busy host's scheduling delays are in
+// it) then "r STEP RET ERRNO" once the call returned, and "end". argv[1] is the host's non-loopback IPv4
 // address.
 //
 // The fd table is deterministic: fds 0-2 are the pipes to the test, everything else
@@ -81,13 +81,22 @@ static void die(const char *what)
 	exit(1);
 }
 
-static void started(int step)
+/* When this thread's step entered its syscall: stamped as the last thing before it, so
+ * nothing the step does first (printing, socket()) counts as time spent in the call. */
+static __thread long long entered_ns;
+
+static void enter(void)
 {
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
+	entered_ns = ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void started(int step, long long ns)
+{
 	pthread_mutex_lock(&out);
-	printf("t %d %lld\n", step, ts.tv_sec * 1000000000LL + ts.tv_nsec);
+	printf("t %d %lld\n", step, ns);
 	pthread_mutex_unlock(&out);
 }
 
@@ -142,6 +151,7 @@ static long run(struct cmd *c)
 	socklen_t len;
 	int fd;
 
+	enter();
 	if (!strcmp(c->op, "listen")) {
 		len = address(c->addr, 0, &ss);
 		fd = socket(ss.ss_family, SOCK_STREAM | (c->b ? SOCK_NONBLOCK : 0), 0);
@@ -161,6 +171,7 @@ static long run(struct cmd *c)
 		fd = socket(ss.ss_family, SOCK_STREAM, 0);
 		if (fd < 0)
 			return -1;
+		enter();
 		if (connect(fd, (struct sockaddr *)&ss, len))
 			die("connect");
 		return fd;
@@ -200,10 +211,12 @@ static void *work(void *arg)
 
 		w->posted = -1;
 		pthread_mutex_unlock(&w->lock);
-		started(cmds[i].step);
 		errno = 0;
 		long ret = run(&cmds[i]);
-		result(cmds[i].step, ret, errno);
+		int err = errno;
+
+		started(cmds[i].step, entered_ns);
+		result(cmds[i].step, ret, err);
 		__atomic_store_n(&step_done[i], 1, __ATOMIC_RELEASE);
 		__atomic_store_n(&w->done, i, __ATOMIC_RELEASE);
 		pthread_mutex_lock(&w->lock);
@@ -302,7 +315,8 @@ int main(int argc, char **argv)
 		struct cmd *c = &cmds[i];
 
 		if (!strcmp(c->op, "wait")) {
-			started(c->step);
+			enter();
+			started(c->step, entered_ns);
 			usleep(c->a * 1000);
 			result(c->step, 0, 0);
 			continue;
