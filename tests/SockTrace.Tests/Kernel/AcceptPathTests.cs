@@ -5,6 +5,7 @@ namespace SockTrace.Tests.Kernel;
 
 /// <summary>The accept path on the real kernel, through real sockets, asserted exactly.</summary>
 [Trait("Category", "Kernel")]
+[Collection(MetricsCollection.Name)]
 public sealed class AcceptPathTests
 {
     private static readonly string OwnComm = File.ReadAllText($"/proc/{Environment.ProcessId}/comm").Trim();
@@ -20,8 +21,7 @@ public sealed class AcceptPathTests
 
         var waited = Loopback.ConnectAndAcceptAfter(listener, n, wait);
 
-        // Read as a scrape reads them: the /metrics exposition of the accept families.
-        string p = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+        string p = Text(port);
         var scrape = pipeline.SettleScrape("socktrace_accepts_total", port, n);
         Assert.Equal(n, scrape.Sum("socktrace_accepts_total", ("port", p), ("peer", "loopback"), ("comm", OwnComm)));
         Assert.Equal(n, scrape.Sum("socktrace_accepts_total", ("port", p)));
@@ -51,12 +51,13 @@ public sealed class AcceptPathTests
 
         Loopback.AcceptWouldBlock(listener, n);
 
-        var errors = pipeline.Settle(pipeline.Errors, KernelPipeline.OnPort<long>(port), n);
-        Assert.Equal(n, errors.Sum(m => m.Value));
-        Assert.All(errors, m => Assert.Equal("eagain", m.Tags["errno"]));
-        Assert.DoesNotContain(pipeline.Accepts.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<long>(port)(m));
-        Assert.Equal(n, pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), n).Count);
-        Assert.DoesNotContain(pipeline.QueueWait.GetMeasurementSnapshot(), m => KernelPipeline.OnPort<double>(port)(m));
+        string p = Text(port);
+        var scrape = pipeline.SettleScrape("socktrace_accept_errors_total", port, n);
+        Assert.Equal(n, scrape.Sum("socktrace_accept_errors_total", ("port", p), ("errno", "eagain")));
+        Assert.Equal(n, scrape.Sum("socktrace_accept_errors_total", ("port", p)));
+        Assert.Equal(0, scrape.Sum("socktrace_accepts_total", ("port", p)));
+        Assert.Equal(n, scrape.Sum("socktrace_accept_duration_seconds_count", ("port", p)));
+        Assert.Equal(0, scrape.Sum("socktrace_accept_queue_wait_seconds_count", ("port", p)));
     }
 
     [Fact]
@@ -74,17 +75,19 @@ public sealed class AcceptPathTests
             using var s = listener.Accept();
         });
         // Time the block from the moment the call is inside accept4, not from Task.Run.
-        Eventually.True(() => tid != 0 && InAccept($"/proc/self/task/{tid}"), "the accepting thread blocked in accept4");
+        Eventually.True(() => tid != 0 && AcceptSleepers.OfThisProcess().Contains(tid), "the accepting thread blocked in accept4");
         await Task.Delay(block);
         using (Loopback.Connect(port))
             await accepting;
 
-        var duration = Assert.Single(pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), 1));
-        Assert.InRange(duration.Value, block.TotalSeconds, block.TotalSeconds + 5);
+        string p = Text(port);
+        var scrape = pipeline.SettleScrape("socktrace_accept_duration_seconds_count", port, 1);
+        Assert.Equal(1, scrape.Sum("socktrace_accept_duration_seconds_count", ("port", p)));
+        Assert.InRange(scrape.Sum("socktrace_accept_duration_seconds_sum", ("port", p)), block.TotalSeconds, block.TotalSeconds + 5);
         // Accepted the moment it was established: the queue wait is only the gap from the
         // handshake to the blocked thread's wakeup, nothing of the time it blocked before.
-        var queueWait = Assert.Single(pipeline.Settle(pipeline.QueueWait, KernelPipeline.OnPort<double>(port), 1));
-        Assert.InRange(queueWait.Value, 0, block.TotalSeconds / 3);
+        Assert.Equal(1, scrape.Sum("socktrace_accept_queue_wait_seconds_count", ("port", p)));
+        Assert.InRange(scrape.Sum("socktrace_accept_queue_wait_seconds_sum", ("port", p)), 0, block.TotalSeconds / 3);
     }
 
     /// <summary>Every blocked accept holds a kretprobe instance in kprobe mode; with too few
@@ -99,43 +102,27 @@ public sealed class AcceptPathTests
         var accepted = new Socket?[n];
         var threads = Enumerable.Range(0, n).Select(i => new Thread(() => accepted[i] = listener.Accept()) { IsBackground = true }).ToList();
         threads.ForEach(t => t.Start());
-        Eventually.True(() => ThreadsInAccept() >= n, $"{n} threads blocked in accept4");
+        Eventually.True(() => AcceptSleepers.OfThisProcess().Count >= n, $"{n} threads blocked in accept4");
 
         var clients = Enumerable.Range(0, n).Select(_ => Loopback.Connect(port)).ToList();
         threads.ForEach(t => t.Join());
 
-        var accepts = pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), n);
-        Assert.Equal(n, accepts.Sum(m => m.Value));
-        Assert.Equal(n, pipeline.Settle(pipeline.Duration, KernelPipeline.OnPort<double>(port), n).Count);
+        var scrape = pipeline.SettleScrape("socktrace_accepts_total", port, n);
+        Assert.Equal(n, scrape.Sum("socktrace_accepts_total", ("port", Text(port))));
+        Assert.Equal(n, scrape.Sum("socktrace_accept_duration_seconds_count", ("port", Text(port))));
         // The kretprobes on the sleeping functions come from kprobe_events, whose
         // kprobe_profile counts their misses: none here.
         if (KernelPipeline.ExpectedMode(SockTrace.Agent.Bpf.Hooks.Accept) == "kprobe")
         {
-            var misses = pipeline.Source.KretprobeMisses().ToDictionary(m => m.Program, m => m.Missed);
-            Assert.Equal(0UL, Assert.Contains("st_krp_sys_accept4", (IDictionary<string, ulong>)misses));
-            Assert.Equal(0UL, Assert.Contains("st_krp_inet_csk_accept", (IDictionary<string, ulong>)misses));
+            var misses = pipeline.Scrape().Where(s => s.Name == "socktrace_kretprobe_misses_total").ToDictionary(s => s.Labels["program"], s => s.Value);
+            Assert.Equal(0, Assert.Contains("st_krp_sys_accept4", (IDictionary<string, double>)misses));
+            Assert.Equal(0, Assert.Contains("st_krp_inet_csk_accept", (IDictionary<string, double>)misses));
         }
         foreach (var s in clients.Concat(accepted))
             s?.Dispose();
     }
 
-    /// <summary>Threads of this process in accept4(2).</summary>
-    private static int ThreadsInAccept() => Directory.EnumerateDirectories("/proc/self/task").Count(InAccept);
-
-    /// <summary>Whether the thread is inside accept4(2), per /proc/self/task/TID/syscall.</summary>
-    private static bool InAccept(string taskDir)
-    {
-        int accept4 = System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture == System.Runtime.InteropServices.Architecture.Arm64 ? 242 : 288;
-        try
-        {
-            return File.ReadAllText(Path.Combine(taskDir, "syscall"))
-                .StartsWith(accept4.ToString(System.Globalization.CultureInfo.InvariantCulture) + " ", StringComparison.Ordinal);
-        }
-        catch (IOException)
-        {
-            return false; // The thread exited while we looked.
-        }
-    }
+    private static string Text(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     [System.Runtime.InteropServices.DllImport("libc")]
     private static extern int gettid();
@@ -150,7 +137,6 @@ public sealed class AcceptPathTests
         using (Loopback.Connect(port, System.Net.IPAddress.IPv6Loopback))
         using (listener.Accept()) { }
 
-        var accept = Assert.Single(pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 1));
-        Assert.Equal("loopback", accept.Tags["peer"]);
+        pipeline.AssertOneAccept(port, "loopback");
     }
 }

@@ -13,6 +13,7 @@ namespace SockTrace.Tests.Kernel;
 /// leave entries behind in the first place.
 /// </summary>
 [Trait("Category", "Kernel")]
+[Collection(MetricsCollection.Name)]
 public sealed class BoundedStateTests
 {
     private const int BpfMapTypeHash = 1;

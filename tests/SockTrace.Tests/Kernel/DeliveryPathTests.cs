@@ -15,6 +15,7 @@ namespace SockTrace.Tests.Kernel;
 /// against what each socket's own tcp_info says it received.
 /// </summary>
 [Trait("Category", "Kernel")]
+[Collection(MetricsCollection.Name)]
 public sealed class DeliveryPathTests(ITestOutputHelper output)
 {
     private const int Up = 1_000_003;

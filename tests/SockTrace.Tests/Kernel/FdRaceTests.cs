@@ -1,5 +1,4 @@
 using System.Globalization;
-using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using SockTrace.Agent.Bpf;
 using SockTrace.Tests.Support;
 
@@ -8,13 +7,10 @@ namespace SockTrace.Tests.Kernel;
 /// <summary>fd races from a real workload (Workloads/fdrace.c), counted exactly; and healthy
 /// servers under load, which must count none.</summary>
 [Trait("Category", "Kernel")]
+[Collection(MetricsCollection.Name)]
 public sealed class FdRaceTests
 {
-    private static Func<CollectedMeasurement<T>, bool> Of<T>(FdRaceRun run) where T : struct =>
-        m => (string?)m.Tags["comm"] == run.Comm;
-
-    private static Func<CollectedMeasurement<long>, bool> Race(string kind, FdRaceRun run) =>
-        m => (string?)m.Tags["kind"] == kind && (string?)m.Tags["comm"] == run.Comm;
+    private const string Races = "socktrace_fd_races_total";
 
     private static string Text(int n) => n.ToString(CultureInfo.InvariantCulture);
 
@@ -29,8 +25,8 @@ public sealed class FdRaceTests
         var run = FdRaceWorkload.Run(mode, Text(rounds));
 
         Assert.Equal(rounds, run.Count);
-        var counted = pipeline.Settle(pipeline.FdRaces, Race("dup2_busy", run), rounds);
-        Assert.Equal(rounds, counted.Sum(m => m.Value));
+        var scrape = pipeline.Settle(Races, rounds, ("comm", run.Comm), ("kind", "dup2_busy"));
+        Assert.Equal(rounds, scrape.Sum(Races, ("comm", run.Comm), ("kind", "dup2_busy")));
         var recent = pipeline.Races.Snapshot().Where(r => r.Pid == run.Pid).ToList();
         Assert.Equal(rounds, recent.Count);
         Assert.All(recent, r =>
@@ -41,7 +37,7 @@ public sealed class FdRaceTests
         Assert.Equal(run.Races.Select(r => r.Fd), recent.Select(r => r.Fd));
         // Each round's accepting thread gets the number the main thread closed the round
         // before: a reuse gap, never a race. Nothing was installed over a file either.
-        Assert.DoesNotContain(pipeline.FdRaces.GetMeasurementSnapshot(), m => Of<long>(run)(m) && (string?)m.Tags["kind"] != "dup2_busy");
+        Assert.Equal(rounds, scrape.Sum(Races, ("comm", run.Comm)));
     }
 
     [Fact]
@@ -55,9 +51,9 @@ public sealed class FdRaceTests
         var run = FdRaceWorkload.Run("double-close", Text(rounds));
 
         Assert.Equal(rounds, run.Count);
-        var counted = pipeline.Settle(pipeline.FdRaces, Race("double_close", run), rounds);
-        Assert.Equal(rounds, counted.Sum(m => m.Value));
-        Assert.Equal(rounds, pipeline.FdRaces.GetMeasurementSnapshot().Where(Of<long>(run)).Sum(m => m.Value));
+        var scrape = pipeline.Settle(Races, rounds, ("comm", run.Comm), ("kind", "double_close"));
+        Assert.Equal(rounds, scrape.Sum(Races, ("comm", run.Comm), ("kind", "double_close")));
+        Assert.Equal(rounds, scrape.Sum(Races, ("comm", run.Comm)));
         var recent = pipeline.Races.Snapshot().Where(r => r.Pid == run.Pid).ToList();
         Assert.Equal(run.Races.Select(r => ((uint)r.Tid, r.Fd)), recent.Select(r => (r.Tid, r.Fd)));
         Assert.All(recent, r =>
@@ -78,13 +74,14 @@ public sealed class FdRaceTests
         var run = FdRaceWorkload.Run("reuse", Text(cross), Text(same));
 
         Assert.Equal(cross, run.Count);
-        pipeline.Settle(pipeline.Accepts, Of<long>(run), 2 * (cross + same));
-        Assert.Equal(2 * (cross + same), pipeline.Accepts.GetMeasurementSnapshot().Where(Of<long>(run)).Sum(m => m.Value));
-        // Only the accepts whose number another thread had closed carry a gap.
-        var gaps = pipeline.ReuseGaps.GetMeasurementSnapshot().Where(Of<double>(run)).ToList();
-        Assert.Equal(cross, gaps.Count);
-        Assert.All(gaps, g => Assert.InRange(g.Value, 1e-7, 1));
-        Assert.DoesNotContain(pipeline.FdRaces.GetMeasurementSnapshot(), m => Of<long>(run)(m));
+        var scrape = pipeline.Settle("socktrace_accepts_total", 2 * (cross + same), ("comm", run.Comm));
+        Assert.Equal(2 * (cross + same), scrape.Sum("socktrace_accepts_total", ("comm", run.Comm)));
+        // Only the accepts whose number another thread had closed carry a gap, each under 1 s
+        // (all in the bucket at 1 s) and each after its close (a sum above zero).
+        Assert.Equal(cross, scrape.Sum("socktrace_fd_reuse_gap_seconds_count", ("comm", run.Comm)));
+        Assert.Equal(cross, scrape.Sum("socktrace_fd_reuse_gap_seconds_bucket", ("comm", run.Comm), ("le", "1")));
+        Assert.InRange(scrape.Sum("socktrace_fd_reuse_gap_seconds_sum", ("comm", run.Comm)), cross * 1e-7, cross);
+        Assert.Equal(0, scrape.Sum(Races, ("comm", run.Comm)));
         Assert.DoesNotContain(pipeline.Races.Snapshot(), r => r.Pid == run.Pid);
     }
 
@@ -104,17 +101,17 @@ public sealed class FdRaceTests
         Assert.Equal(load, run.Count);
         if (mode != "closeall")
         {
-            pipeline.Settle(pipeline.Accepts, Of<long>(run), load);
-            Assert.Equal(load, pipeline.Accepts.GetMeasurementSnapshot().Where(Of<long>(run)).Sum(m => m.Value));
+            var scrape = pipeline.Settle("socktrace_accepts_total", load, ("comm", run.Comm));
+            Assert.Equal(load, scrape.Sum("socktrace_accepts_total", ("comm", run.Comm)));
         }
         else
         {
             // A marker after the workload: once its race arrives, every record the children's
             // closes could have made has been read (one ring buffer, read in order).
             var marker = FdRaceWorkload.Run("double-close", "1");
-            pipeline.Settle(pipeline.FdRaces, Race("double_close", marker), 1);
+            pipeline.Settle(Races, 1, ("comm", marker.Comm), ("kind", "double_close"));
         }
-        Assert.DoesNotContain(pipeline.FdRaces.GetMeasurementSnapshot(), m => Of<long>(run)(m));
+        Assert.Equal(0, pipeline.Scrape().Sum(Races, ("comm", run.Comm)));
         Assert.DoesNotContain(pipeline.Races.Snapshot(), r => r.Comm == run.Comm);
     }
 

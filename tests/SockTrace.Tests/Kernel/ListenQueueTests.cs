@@ -15,6 +15,7 @@ namespace SockTrace.Tests.Kernel;
 /// /proc/net/netstat), which nothing but the test touches.
 /// </summary>
 [Trait("Category", "Kernel")]
+[Collection(MetricsCollection.Name)]
 public sealed class ListenQueueTests(ITestOutputHelper output)
 {
     private static readonly string Listener0 = $"{VethPair.AddressA}#0";

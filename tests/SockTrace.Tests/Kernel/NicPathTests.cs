@@ -11,6 +11,7 @@ namespace SockTrace.Tests.Kernel;
 /// process on the host connects to the forwarded port every second and sends bytes.
 /// </summary>
 [Trait("Category", "Nic")]
+[Collection(MetricsCollection.Name)]
 public sealed class NicPathTests(ITestOutputHelper output)
 {
     [Fact]
@@ -36,8 +37,7 @@ public sealed class NicPathTests(ITestOutputHelper output)
         if (long.TryParse(Environment.GetEnvironmentVariable("SOCKTRACE_TEST_NIC_BYTES"), out long sent))
             Assert.Equal(sent, received);
         Assert.True(rise >= received, $"nic/eth0 rose by {rise}, read {received}");
-        var accept = Assert.Single(pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 1));
-        Assert.Equal("remote", accept.Tags["peer"]);
+        pipeline.AssertOneAccept(port, "remote");
     }
 
     /// <summary>The host sender's bytes reach a socket once, as nic, and are no loopback pair.

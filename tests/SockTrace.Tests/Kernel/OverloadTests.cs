@@ -1,8 +1,5 @@
-using System.Diagnostics.Metrics;
 using System.Globalization;
 using System.Runtime.InteropServices;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Bpf;
 using SockTrace.Agent.Events;
@@ -17,6 +14,7 @@ namespace SockTrace.Tests.Kernel;
 /// every one it loses, and nothing else goes missing.
 /// </summary>
 [Trait("Category", "Kernel")]
+[Collection(MetricsCollection.Name)]
 public sealed partial class OverloadTests(ITestOutputHelper output)
 {
     /// <summary>Holds the reader inside its first record until released, so the ring
@@ -40,14 +38,9 @@ public sealed partial class OverloadTests(ITestOutputHelper output)
     {
         Requires.Bpf();
         const int burst = 50_000;
-        using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        var meters = services.GetRequiredService<IMeterFactory>();
-        using var events = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.events");
-        using var drops = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.ringbuf.drops");
-        using var produced = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.records.produced");
-        using var errors = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.accept.errors");
-        var decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
-        var agent = new AgentMetrics(meters);
+        using var metrics = new MetricsHost();
+        var decoder = new RecordDecoder(metrics.Accepts, new FdRaceMetrics(metrics.Meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
+        var agent = new AgentMetrics(metrics.Meters);
         var gate = new GatedSink(decoder);
         var kernel = KernelFeatures.Probe();
         // The smallest ring the kernel allows (one page, about 39 accept records). The gate,
@@ -80,17 +73,15 @@ public sealed partial class OverloadTests(ITestOutputHelper output)
         Assert.Equal(burst, eagain);
 
         // Every other process's accepts are traced too, so the ring is drained when, read
-        // in the order delivered, dropped, produced, the three add up: a record in flight can
-        // only make produced larger, never smaller.
+        // in the order a scrape reads them (delivered, dropped, produced: AgentMetrics), the
+        // three add up: a record in flight can only make produced larger, never smaller.
         (long Delivered, long Dropped, long Produced) scrape = default;
+        long mine = 0;
         Eventually.True(() =>
         {
-            foreach (var c in new[] { events, drops, produced })
-            {
-                c.Clear();
-                c.RecordObservableInstruments();
-            }
-            scrape = (events.GetMeasurementSnapshot().Sum(m => m.Value), drops.LastMeasurement!.Value, produced.LastMeasurement!.Value);
+            var samples = metrics.Scrape();
+            scrape = ((long)samples.Sum("socktrace_events_total"), (long)samples.Sum("socktrace_ringbuf_drops_total"), (long)samples.Sum("socktrace_records_produced_total"));
+            mine = (long)samples.Sum("socktrace_accept_errors_total", ("port", port));
             Assert.True(scrape.Produced >= scrape.Delivered + scrape.Dropped, $"produced {scrape.Produced} < delivered {scrape.Delivered} + dropped {scrape.Dropped}");
             return scrape.Produced == scrape.Delivered + scrape.Dropped;
         }, "produced = delivered + dropped");
@@ -98,19 +89,14 @@ public sealed partial class OverloadTests(ITestOutputHelper output)
         Assert.True(scrape.Dropped > 0, "a one-page ring held by its reader dropped nothing");
         Assert.True(scrape.Produced >= burst, $"produced {scrape.Produced} < {burst} accept4() calls");
         Assert.Equal(decoder.Invalid + Enumerable.Range(1, RecordTypes.Count - 1).Sum(t => decoder.Decoded((uint)t)), scrape.Delivered);
-        long mine = errors.GetMeasurementSnapshot().Where(m => (string?)m.Tags["port"] == port).Sum(m => m.Value);
         // Most of this test's own records were among those lost (how many of them got in
         // depends on what else the host was accepting at the time).
         Assert.InRange(mine, 0, burst / 2);
         Assert.Equal(0, decoder.Invalid);
 
         // The exported drop count is the kernel's per-CPU counter, read again now.
-        Eventually.True(() =>
-        {
-            drops.Clear();
-            drops.RecordObservableInstruments();
-            return drops.LastMeasurement!.Value == (long)source.RecordsDropped;
-        }, "socktrace.ringbuf.drops equal to the kernel counter");
+        Eventually.True(() => (ulong)metrics.Scrape().Sum("socktrace_ringbuf_drops_total") == source.RecordsDropped,
+            "socktrace_ringbuf_drops_total equal to the kernel counter");
         output.WriteLine($"overload: {burst} accept4() calls; produced {scrape.Produced}, delivered {scrape.Delivered}, dropped {scrape.Dropped}; this port's errors decoded {mine}");
     }
 }

@@ -12,6 +12,7 @@ namespace SockTrace.Tests.Kernel;
 /// counted too, so the assertions are "rose by at least what the test sent".
 /// </summary>
 [Trait("Category", "Kernel")]
+[Collection(MetricsCollection.Name)]
 public sealed class RxPathTests(ITestOutputHelper output)
 {
     [Fact]
@@ -32,8 +33,7 @@ public sealed class RxPathTests(ITestOutputHelper output)
         Assert.True(Rise(before, after, ("loopback", "lo")) >= bytes, $"lo rose by {Rise(before, after, ("loopback", "lo"))}, sent {bytes}");
         // No NIC carried these bytes: whatever the host's NIC received meanwhile is far less.
         Assert.True(RiseOfPath(before, after, "nic") < bytes, $"nic rose by {RiseOfPath(before, after, "nic")}");
-        var accept = Assert.Single(pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 1));
-        Assert.Equal("loopback", accept.Tags["peer"]);
+        pipeline.AssertOneAccept(port, "loopback");
     }
 
     [Fact]
@@ -55,8 +55,7 @@ public sealed class RxPathTests(ITestOutputHelper output)
         Assert.True(rise >= bytes, $"{veth.DeviceA} rose by {rise}, sent {bytes}");
         Assert.True(RiseOfPath(before, after, "nic") < bytes, $"nic rose by {RiseOfPath(before, after, "nic")}");
         // Another namespace of this host connected: like a pod on the same node.
-        var accept = Assert.Single(pipeline.Settle(pipeline.Accepts, KernelPipeline.OnPort<long>(port), 1));
-        Assert.Equal("local", accept.Tags["peer"]);
+        pipeline.AssertOneAccept(port, "local");
     }
 
     /// <summary>Connects <paramref name="client"/> to the listener, sends <paramref name="bytes"/>,

@@ -12,6 +12,7 @@ namespace SockTrace.Tests.Kernel;
 /// accept queue. Every attach mode (the kernel matrix runs these with kprobe and fentry),
 /// except the UNIX accept test, which runs on the host alone (see its summary).
 /// </summary>
+[Collection(MetricsCollection.Name)]
 public sealed class UntrackedCallsTests
 {
     /// <summary>struct accept_call (bpf/accept.bpf.c): enter_ns, sk, listener, lport, inet, padding.</summary>
@@ -60,12 +61,12 @@ public sealed class UntrackedCallsTests
             using var s = listener.Accept();
         });
         accepting.Start();
-        Eventually.True(() => tid != 0 && ThreadsInAccept().Contains(tid), "the accepting thread blocked in accept4");
+        Eventually.True(() => tid != 0 && AcceptSleepers.OfThisProcess().Contains(tid), "the accepting thread blocked in accept4");
 
-        var others = ThreadsInAccept();
+        var others = AcceptSleepers.OnTheMachine();
         using var pipeline = new KernelPipeline();
         ulong before = Untracked(pipeline, UntrackedReasons.NoEntry);
-        others.UnionWith(ThreadsInAccept());
+        others.UnionWith(AcceptSleepers.OnTheMachine());
         others.Remove(tid);
         using (Loopback.Connect(port))
             Assert.True(accepting.Join(TimeSpan.FromSeconds(60)), "accept returned");
@@ -79,7 +80,7 @@ public sealed class UntrackedCallsTests
         ulong expected = KernelPipeline.ExpectedMode(SockTrace.Agent.Bpf.Hooks.Accept) == "tracepoint" ? 1UL : 0UL;
         Thread.Sleep(500);
         Assert.Equal(expected, Untracked(pipeline, UntrackedReasons.NoEntry) - before);
-        Assert.DoesNotContain(pipeline.ScrapeAccepts(), s => s.Labels.GetValueOrDefault("port") == Text(port));
+        Assert.DoesNotContain(pipeline.Scrape(), s => s.Name.StartsWith("socktrace_accept", StringComparison.Ordinal) && s.Labels.GetValueOrDefault("port") == Text(port));
         return null;
     }
 
@@ -144,7 +145,7 @@ public sealed class UntrackedCallsTests
             Thread.Sleep(500);
             // No accept family has a series for that port: no record claimed it (a return
             // that took the left-over entry would have made one).
-            Assert.DoesNotContain(pipeline.ScrapeAccepts(), s => s.Labels.GetValueOrDefault("port") == Text(port));
+            Assert.DoesNotContain(pipeline.Scrape(), s => s.Name.StartsWith("socktrace_accept", StringComparison.Ordinal) && s.Labels.GetValueOrDefault("port") == Text(port));
             ulong missed = Untracked(pipeline, UntrackedReasons.ReturnMissed) - missedBefore;
             ulong noEntry = Untracked(pipeline, UntrackedReasons.NoEntry) - noEntryBefore;
             ulong mapFull = Untracked(pipeline, UntrackedReasons.MapFull) - mapFullBefore;
@@ -194,7 +195,7 @@ public sealed class UntrackedCallsTests
     private static string Text(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     private static ulong Untracked(KernelPipeline pipeline, string reason) =>
-        pipeline.Source.UntrackedCalls().Single(u => u.Reason == reason).Calls;
+        (ulong)pipeline.Scrape().Single(s => s.Name == "socktrace_untracked_calls_total" && s.Labels["reason"] == reason).Value;
 
     private static unsafe bool IsInFlight(int mapFd, ulong key)
     {
@@ -202,41 +203,6 @@ public sealed class UntrackedCallsTests
         int err = SockTrace.Agent.Bpf.Interop.Libbpf.bpf_map_lookup_elem(mapFd, &key, &value);
         Assert.True(err is 0 or -2, $"bpf_map_lookup_elem: {err}");
         return err == 0;
-    }
-
-    /// <summary>Every thread on the machine asleep in accept() or accept4(), by tid.</summary>
-    private static HashSet<int> ThreadsInAccept()
-    {
-        bool arm = RuntimeInformation.ProcessArchitecture == Architecture.Arm64;
-        string[] calls = arm ? ["202 ", "242 "] : ["43 ", "288 "];
-        var tids = new HashSet<int>();
-        foreach (string task in Directory.EnumerateDirectories("/proc").Where(d => char.IsAsciiDigit(Path.GetFileName(d)[0]))
-            .SelectMany(p => Directory.Exists(p + "/task") ? SafeList(p + "/task") : []))
-        {
-            try
-            {
-                string syscall = File.ReadAllText(task + "/syscall");
-                if (calls.Any(c => syscall.StartsWith(c, StringComparison.Ordinal)))
-                    tids.Add(int.Parse(Path.GetFileName(task), System.Globalization.CultureInfo.InvariantCulture));
-            }
-            catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-            {
-                // The thread exited while the list was read.
-            }
-        }
-        return tids;
-    }
-
-    private static IEnumerable<string> SafeList(string dir)
-    {
-        try
-        {
-            return Directory.GetDirectories(dir);
-        }
-        catch (Exception ex) when (ex is IOException or UnauthorizedAccessException)
-        {
-            return [];
-        }
     }
 
     [DllImport("libc")]

@@ -1,6 +1,3 @@
-using System.Diagnostics.Metrics;
-using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Bpf;
 using SockTrace.Agent.Events;
@@ -10,44 +7,27 @@ namespace SockTrace.Tests.Support;
 
 /// <summary>
 /// The agent's record path, in process, on the real kernel: BPF programs loaded and
-/// attached, their ring buffer decoded into the real metrics, which collectors observe.
-/// Everything on the host is traced, so assertions filter on the test's own port.
+/// attached, their ring buffer decoded into the real metrics, read as a scrape of /metrics
+/// reads them (<see cref="MetricsHost"/>). Everything on the host is traced, so assertions
+/// filter on the test's own port or process name.
 /// </summary>
 internal sealed class KernelPipeline : IDisposable
 {
-    private readonly ServiceProvider _services;
-    private readonly List<IDisposable> _collectors = [];
+    private readonly MetricsHost _metrics;
 
     /// <param name="doubleCloseWindow">The double_close window (the agent's default is 1 s).</param>
     public KernelPipeline(TimeSpan? doubleCloseWindow = null)
     {
         Requires.Bpf();
-        _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-        var meters = _services.GetRequiredService<IMeterFactory>();
-        Accepts = Collect<long>(meters, "socktrace.accepts");
-        Errors = Collect<long>(meters, "socktrace.accept.errors");
-        Duration = Collect<double>(meters, "socktrace.accept.duration");
-        QueueWait = Collect<double>(meters, "socktrace.accept.queue_wait");
-        FdRaces = Collect<long>(meters, "socktrace.fd_races");
-        ReuseGaps = Collect<double>(meters, "socktrace.fd.reuse_gap");
+        _metrics = new MetricsHost();
+        var meters = _metrics.Meters;
         Races = new RecentRaces();
-        AcceptMetrics = new AcceptMetrics(meters);
-        Decoder = new RecordDecoder(AcceptMetrics, new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
+        var decoder = new RecordDecoder(_metrics.Accepts, new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
         Plan = PlanUnderTest();
-        Source = new KernelEventSource(Decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), doubleCloseWindow ?? TimeSpan.FromSeconds(1)), NullLogger.Instance);
-        Rx = new RxMetrics(meters);
-        Rx.Observe(Source.RxDevices.Read);
-        RxBytes = Collect<long>(meters, "socktrace.rx.bytes");
-        Listen = new ListenMetrics(meters);
-        Listen.Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), Source.ListenQueues.ReadWorkers);
-        ListenOverflows = Collect<long>(meters, "socktrace.listen.overflows");
-        ListenSynDrops = Collect<long>(meters, "socktrace.syn_queue.drops");
-        ListenCookies = Collect<long>(meters, "socktrace.syncookies.sent");
-        ListenAccepts = Collect<long>(meters, "socktrace.listen.accepts");
-        ListenDepth = Collect<long>(meters, "socktrace.listen.queue.depth");
-        ListenLimit = Collect<long>(meters, "socktrace.listen.queue.limit");
-        ListenSynQueue = Collect<long>(meters, "socktrace.listen.syn_queue.depth");
-        ListenWorkerAccepts = Collect<long>(meters, "socktrace.listen.worker.accepts");
+        Source = new KernelEventSource(decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), doubleCloseWindow ?? TimeSpan.FromSeconds(1)), NullLogger.Instance);
+        new AgentMetrics(meters).Observe(Source, decoder);
+        new RxMetrics(meters).Observe(Source.RxDevices.Read);
+        new ListenMetrics(meters).Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), Source.ListenQueues.ReadWorkers);
         Source.Start();
     }
 
@@ -70,63 +50,47 @@ internal sealed class KernelPipeline : IDisposable
     });
 
     public IReadOnlyList<HookPlan> Plan { get; }
-    public AcceptMetrics AcceptMetrics { get; }
-
-    /// <summary>The accept families as a scrape of /metrics reads them: the agent's own
-    /// exposition writer, the one that serves them (README, "Metrics").</summary>
-    public List<Sample> ScrapeAccepts() => Exposition.Of(AcceptMetrics);
-
-    /// <summary>Waits until the scrape shows at least <paramref name="count"/> of
-    /// <paramref name="name"/> on <paramref name="port"/>, then a little longer so that any
-    /// surplus arrives too; returns that later scrape.</summary>
-    public List<Sample> SettleScrape(string name, int port, double count)
-    {
-        string p = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        Eventually.True(() => ScrapeAccepts().Sum(name, ("port", p)) >= count, $"{count} of {name} on port {p} in the exposition");
-        Thread.Sleep(200);
-        return ScrapeAccepts();
-    }
     public KernelEventSource Source { get; }
-    public RecordDecoder Decoder { get; }
-    public MetricCollector<long> Accepts { get; }
-    public MetricCollector<long> Errors { get; }
-    public MetricCollector<double> Duration { get; }
-    public MetricCollector<double> QueueWait { get; }
-    public MetricCollector<long> FdRaces { get; }
-    public MetricCollector<double> ReuseGaps { get; }
+
+    /// <summary>The races /races would list.</summary>
     public RecentRaces Races { get; }
-    public RxMetrics Rx { get; }
-    public MetricCollector<long> RxBytes { get; }
 
-    /// <summary>socktrace.rx.bytes as a scrape reads it now, by (path, device).</summary>
-    public Dictionary<(string Path, string Device), long> ScrapeRxBytes()
+    /// <summary>GET /metrics now.</summary>
+    public List<Sample> Scrape() => _metrics.Scrape();
+
+    /// <summary>Waits until the scrape sums at least <paramref name="count"/> of
+    /// <paramref name="name"/> over the samples with the labels <paramref name="match"/>, then a
+    /// little longer so that any surplus arrives too; returns that later scrape.</summary>
+    public List<Sample> Settle(string name, double count, params (string Key, string Value)[] match)
     {
-        RxBytes.Clear();
-        RxBytes.RecordObservableInstruments();
-        return RxBytes.GetMeasurementSnapshot().ToDictionary(m => ((string)m.Tags["path"]!, (string)m.Tags["device"]!), m => m.Value);
+        Eventually.True(() => Scrape().Sum(name, match) >= count,
+            $"{count} of {name}{{{string.Join(",", match.Select(m => $"{m.Key}={m.Value}"))}}} in /metrics");
+        Thread.Sleep(200);
+        return Scrape();
     }
 
-    public ListenMetrics Listen { get; }
-    public MetricCollector<long> ListenOverflows { get; }
-    public MetricCollector<long> ListenSynDrops { get; }
-    public MetricCollector<long> ListenCookies { get; }
-    public MetricCollector<long> ListenAccepts { get; }
-    public MetricCollector<long> ListenDepth { get; }
-    public MetricCollector<long> ListenLimit { get; }
-    public MetricCollector<long> ListenSynQueue { get; }
-    public MetricCollector<long> ListenWorkerAccepts { get; }
+    /// <summary><see cref="Settle"/> on the test's own port.</summary>
+    public List<Sample> SettleScrape(string name, int port, double count) => Settle(name, count, ("port", Text(port)));
 
-    /// <summary>socktrace.listen.worker.accepts of the listeners on (netns, port) as a scrape
-    /// reads it now, by (listener, worker).</summary>
-    public Dictionary<(string Listener, string Worker), long> ScrapeWorkers(string netns, int port)
+    /// <summary>Waits for an accept on <paramref name="port"/>, then asserts it was the only one
+    /// and its peer is of class <paramref name="peer"/>.</summary>
+    public void AssertOneAccept(int port, string peer)
     {
-        string portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        ListenWorkerAccepts.Clear();
-        ListenWorkerAccepts.RecordObservableInstruments();
-        return ListenWorkerAccepts.GetMeasurementSnapshot()
-            .Where(m => (string?)m.Tags["netns"] == netns && (string?)m.Tags["port"] == portText)
-            .ToDictionary(m => ((string)m.Tags["listener"]!, (string)m.Tags["worker"]!), m => m.Value);
+        var scrape = SettleScrape("socktrace_accepts_total", port, 1);
+        Assert.Equal(1, scrape.Sum("socktrace_accepts_total", ("port", Text(port))));
+        Assert.Equal(1, scrape.Sum("socktrace_accepts_total", ("port", Text(port)), ("peer", peer)));
     }
+
+    /// <summary>socktrace_rx_bytes_total as a scrape reads it now, by (path, device).</summary>
+    public Dictionary<(string Path, string Device), long> ScrapeRxBytes() =>
+        Scrape().Where(s => s.Name == "socktrace_rx_bytes_total")
+            .ToDictionary(s => (s.Labels["path"], s.Labels["device"]), s => (long)s.Value);
+
+    /// <summary>socktrace_listen_worker_accepts_total of the listeners on (netns, port) as a
+    /// scrape reads it now, by (listener, worker).</summary>
+    public Dictionary<(string Listener, string Worker), long> ScrapeWorkers(string netns, int port) =>
+        Of(Scrape(), "socktrace_listen_worker_accepts_total", netns, port)
+            .ToDictionary(s => (s.Labels["listener"], s.Labels["worker"]), s => (long)s.Value);
 
     /// <summary>The listen metrics of the one listener on (netns, port) as a scrape reads them
     /// now: null where it has no series.</summary>
@@ -143,52 +107,30 @@ internal sealed class KernelPipeline : IDisposable
     /// a metric without a series for it reads null.</summary>
     public Dictionary<string, ListenerSeries> ScrapeListeners(string netns, int port)
     {
-        string portText = port.ToString(System.Globalization.CultureInfo.InvariantCulture);
-        Dictionary<string, long> Read(MetricCollector<long> collector)
-        {
-            collector.Clear();
-            collector.RecordObservableInstruments();
-            return collector.GetMeasurementSnapshot()
-                .Where(m => (string?)m.Tags["netns"] == netns && (string?)m.Tags["port"] == portText)
-                .ToDictionary(m => (string)m.Tags["listener"]!, m => m.Value);
-        }
-        var overflows = Read(ListenOverflows);
-        var synDrops = Read(ListenSynDrops);
-        var cookies = Read(ListenCookies);
-        var accepts = Read(ListenAccepts);
-        var depth = Read(ListenDepth);
-        var limit = Read(ListenLimit);
-        var synQueue = Read(ListenSynQueue);
-        long? Of(Dictionary<string, long> values, string listener) => values.TryGetValue(listener, out long v) ? v : null;
+        var scrape = Scrape();
+        Dictionary<string, long> Read(string name) =>
+            Of(scrape, name, netns, port).ToDictionary(s => s.Labels["listener"], s => (long)s.Value);
+        var overflows = Read("socktrace_listen_overflows_total");
+        var synDrops = Read("socktrace_syn_queue_drops_total");
+        var cookies = Read("socktrace_syncookies_sent_total");
+        var accepts = Read("socktrace_listen_accepts_total");
+        var depth = Read("socktrace_listen_queue_depth");
+        var limit = Read("socktrace_listen_queue_limit");
+        var synQueue = Read("socktrace_listen_syn_queue_depth");
+        long? Value(Dictionary<string, long> values, string listener) => values.TryGetValue(listener, out long v) ? v : null;
         return depth.Keys.Union(accepts.Keys).ToDictionary(l => l, l => new ListenerSeries(
-            Of(overflows, l), Of(synDrops, l), Of(cookies, l), Of(accepts, l), Of(depth, l), Of(limit, l), Of(synQueue, l)));
+            Value(overflows, l), Value(synDrops, l), Value(cookies, l), Value(accepts, l), Value(depth, l), Value(limit, l), Value(synQueue, l)));
     }
 
-    private MetricCollector<T> Collect<T>(IMeterFactory meters, string instrument) where T : struct
-    {
-        var collector = new MetricCollector<T>(meters, SockTraceMeter.Name, instrument);
-        _collectors.Add(collector);
-        return collector;
-    }
+    private static IEnumerable<Sample> Of(List<Sample> scrape, string name, string netns, int port) =>
+        scrape.Where(s => s.Name == name && s.Labels.GetValueOrDefault("netns") == netns && s.Labels.GetValueOrDefault("port") == Text(port));
 
-    /// <summary>Waits until at least <paramref name="count"/> measurements match, then a little
-    /// longer so that any surplus arrives too and an exact assertion can catch it.</summary>
-    public IReadOnlyList<CollectedMeasurement<T>> Settle<T>(MetricCollector<T> collector, Func<CollectedMeasurement<T>, bool> match, int count) where T : struct
-    {
-        Eventually.True(() => collector.GetMeasurementSnapshot().Count(match) >= count, $"{count} measurements of {collector.Instrument?.Name}");
-        Thread.Sleep(200);
-        return collector.GetMeasurementSnapshot().Where(match).ToList();
-    }
-
-    public static Func<CollectedMeasurement<T>, bool> OnPort<T>(int port) where T : struct =>
-        m => m.Tags.TryGetValue("port", out var p) && (string?)p == port.ToString(System.Globalization.CultureInfo.InvariantCulture);
+    private static string Text(int port) => port.ToString(System.Globalization.CultureInfo.InvariantCulture);
 
     public void Dispose()
     {
         Source.Dispose();
-        foreach (var c in _collectors)
-            c.Dispose();
-        _services.Dispose();
+        _metrics.Dispose();
     }
 }
 
