@@ -19,6 +19,10 @@ internal static unsafe partial class Interop
         [LibraryImport(Library)]
         internal static partial uint geteuid();
 
+        /// <summary>malloc_trim(3): hands the C heap's free pages back to the kernel.</summary>
+        [LibraryImport(Library)]
+        internal static partial int malloc_trim(nuint pad);
+
         [LibraryImport(Library, SetLastError = true)]
         internal static partial int close(int fd);
 

@@ -108,16 +108,36 @@ public sealed class KernelFeatures
     private static HashSet<string> KernelFunctionsOf(IEnumerable<Hook> hooks)
     {
         var wanted = hooks.SelectMany(h => h.Programs.Values).SelectMany(p => p).Select(p => p.KernelFunction).OfType<string>().ToHashSet();
+        var lookup = wanted.GetAlternateLookup<ReadOnlySpan<char>>();
         var found = new HashSet<string>();
-        foreach (string line in File.ReadLines("/proc/kallsyms"))
+        // One large read at a time: the kernel formats /proc/kallsyms (over 100,000 lines) per
+        // read call, and in 4 KiB reads that took 300 ms of the agent's start-up.
+        using var file = new FileStream("/proc/kallsyms", FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1 << 20);
+        using var reader = new StreamReader(file, System.Text.Encoding.ASCII, false, 1 << 20);
+        var buffer = new char[1 << 20];
+        int kept = 0, read;
+        while ((read = reader.Read(buffer, kept, buffer.Length - kept)) > 0)
         {
-            // "ffffffff81e80410 T __sys_accept4": text symbols are T (global) or t (static).
-            int second = line.IndexOf(' ');
-            if (second < 0 || second + 3 >= line.Length || (line[second + 1] | 0x20) != 't')
-                continue;
-            string name = line[(second + 3)..];
-            if (wanted.Contains(name))
-                found.Add(name);
+            var text = buffer.AsSpan(0, kept + read);
+            int end;
+            while ((end = text.IndexOf('\n')) >= 0)
+            {
+                // "ffffffff81e80410 T __sys_accept4": text symbols are T (global) or t (static).
+                var line = text[..end];
+                text = text[(end + 1)..];
+                int second = line.IndexOf(' ');
+                if (second < 0 || second + 3 >= line.Length || (line[second + 1] | 0x20) != 't')
+                    continue;
+                var name = line[(second + 3)..];
+                // Module symbols end in "\t[module]".
+                int tab = name.IndexOf('\t');
+                if (tab >= 0)
+                    name = name[..tab];
+                if (lookup.TryGetValue(name, out string? match))
+                    found.Add(match);
+            }
+            text.CopyTo(buffer);
+            kept = text.Length;
         }
         return found;
     }
