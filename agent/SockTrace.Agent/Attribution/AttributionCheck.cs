@@ -1,4 +1,3 @@
-using k8s;
 using SockTrace.Agent.Hosting;
 
 namespace SockTrace.Agent.Attribution;
@@ -16,7 +15,7 @@ public sealed record AttributionCheckResult(string Name, bool Ok, string Detail,
 /// </summary>
 public static class AttributionCheck
 {
-    public static List<AttributionCheckResult> Run(string cgroupMount, string? nodeName, Func<IKubernetes> connect, TimeSpan timeout)
+    public static List<AttributionCheckResult> Run(string cgroupMount, string? nodeName, Func<KubernetesApi> connect, TimeSpan timeout)
     {
         var results = new List<AttributionCheckResult>();
         string? root = CgroupDirectory.FindRoot(cgroupMount);
@@ -29,7 +28,7 @@ public static class AttributionCheck
             return results;
         }
         results.Add(new("node name", true, nodeName));
-        IKubernetes client;
+        KubernetesApi client;
         try
         {
             client = connect();
@@ -43,8 +42,8 @@ public static class AttributionCheck
         try
         {
             using var cancel = new CancellationTokenSource(timeout);
-            var pods = client.CoreV1.ListPodForAllNamespacesAsync(fieldSelector: $"spec.nodeName={nodeName}", cancellationToken: cancel.Token).GetAwaiter().GetResult();
-            results.Add(new("pods on node", true, $"{pods.Items.Count} pod(s) on {nodeName}"));
+            var pods = client.ListPodsAsync($"spec.nodeName={nodeName}", cancel.Token).GetAwaiter().GetResult();
+            results.Add(new("pods on node", true, $"{pods.Items?.Count ?? 0} pod(s) on {nodeName}"));
         }
         catch (Exception ex)
         {

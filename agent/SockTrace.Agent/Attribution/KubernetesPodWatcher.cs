@@ -1,5 +1,4 @@
-using k8s;
-using k8s.Models;
+using SockTrace.Agent.Hosting;
 using Microsoft.Extensions.Logging;
 
 namespace SockTrace.Agent.Attribution;
@@ -12,7 +11,7 @@ namespace SockTrace.Agent.Attribution;
 /// watch was open. The field selector keeps the API server's work and the agent's memory to
 /// this node's pods, which is also all the agent can see in its cgroups.
 /// </summary>
-public sealed partial class KubernetesPodWatcher(IKubernetes client, string nodeName, PodIndex index, ILogger logger)
+public sealed partial class KubernetesPodWatcher(KubernetesApi api, string nodeName, PodIndex index, ILogger logger)
 {
     /// <summary>How long the server keeps one watch open before the agent relists.</summary>
     public int WatchTimeoutSeconds { get; init; } = 300;
@@ -33,10 +32,11 @@ public sealed partial class KubernetesPodWatcher(IKubernetes client, string node
         {
             try
             {
-                var list = await client.CoreV1.ListPodForAllNamespacesAsync(fieldSelector: FieldSelector, cancellationToken: cancellationToken).ConfigureAwait(false);
-                index.Replace(list.Items);
+                var list = await api.ListPodsAsync(FieldSelector, cancellationToken).ConfigureAwait(false);
+                var pods = list.Items ?? [];
+                index.Replace(pods);
                 Interlocked.Increment(ref _lists);
-                LogListed(list.Items.Count, nodeName);
+                LogListed(pods.Count, nodeName);
                 await WatchAsync(list.Metadata?.ResourceVersion, cancellationToken).ConfigureAwait(false);
             }
             catch (OperationCanceledException) when (cancellationToken.IsCancellationRequested)
@@ -60,21 +60,18 @@ public sealed partial class KubernetesPodWatcher(IKubernetes client, string node
 
     private async Task WatchAsync(string? resourceVersion, CancellationToken cancellationToken)
     {
-        var events = client.CoreV1.WatchListPodForAllNamespacesAsync(
-            fieldSelector: FieldSelector, resourceVersion: resourceVersion, timeoutSeconds: WatchTimeoutSeconds,
-            onError: ex => LogFailed(ex.Message), cancellationToken: cancellationToken);
-        await foreach (var (type, pod) in events.ConfigureAwait(false))
+        var events = api.WatchPodsAsync(FieldSelector, resourceVersion, WatchTimeoutSeconds, cancellationToken);
+        await foreach (var e in events.ConfigureAwait(false))
         {
-            switch (type)
+            switch (e.Type)
             {
-                case WatchEventType.Added:
-                case WatchEventType.Modified:
+                case "ADDED" or "MODIFIED" when e.Object is { } pod:
                     index.Upsert(pod);
                     break;
-                case WatchEventType.Deleted:
+                case "DELETED" when e.Object is { } pod:
                     index.Remove(pod);
                     break;
-                case WatchEventType.Error:
+                case "ERROR":
                     // Usually 410 Gone: the version is too old to watch from. Relist.
                     return;
             }

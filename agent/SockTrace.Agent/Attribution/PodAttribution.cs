@@ -75,7 +75,7 @@ public sealed partial class PodAttributionService(AgentOptions options, PodIndex
             throw new StartupException(ExitCodes.Usage,
                 $"{AgentSettings.Attribution.Flag} {AgentOptions.AttributionKubernetes} needs the pod's service account token or $KUBECONFIG: {ex.Message}");
         }
-        var watcher = new KubernetesPodWatcher(new Kubernetes(config), node, pods, logger);
+        var watcher = new KubernetesPodWatcher(new KubernetesApi(config), node, pods, logger);
         _stop = new CancellationTokenSource();
         _watching = Task.Run(() => watcher.RunAsync(_stop.Token), CancellationToken.None);
         return Task.CompletedTask;

@@ -1,4 +1,4 @@
-using k8s.Models;
+using SockTrace.Agent.Hosting;
 
 namespace SockTrace.Agent.Attribution;
 
@@ -42,14 +42,14 @@ public sealed class PodIndex
     }
 
     /// <summary>Added or modified: the pod's containers are those its status lists now.</summary>
-    public void Upsert(V1Pod pod)
+    public void Upsert(Pod pod)
     {
         if (pod.Metadata?.Uid is not { } uid)
             return;
-        var podOnly = new PodContainer(pod.Metadata.NamespaceProperty ?? "", pod.Metadata.Name ?? "", "", uid);
+        var podOnly = new PodContainer(pod.Metadata.Namespace ?? "", pod.Metadata.Name ?? "", "", uid);
         var containers = Statuses(pod)
-            .Where(s => ContainerId(s.ContainerID) is not null)
-            .Select(s => (Id: ContainerId(s.ContainerID)!, Container: podOnly with { Container = s.Name ?? "" }))
+            .Where(s => ContainerId(s.ContainerId) is not null)
+            .Select(s => (Id: ContainerId(s.ContainerId)!, Container: podOnly with { Container = s.Name ?? "" }))
             .ToArray();
         lock (_lock)
         {
@@ -60,7 +60,7 @@ public sealed class PodIndex
         }
     }
 
-    public void Remove(V1Pod pod)
+    public void Remove(Pod pod)
     {
         if (pod.Metadata?.Uid is not { } uid)
             return;
@@ -72,7 +72,7 @@ public sealed class PodIndex
     }
 
     /// <summary>A fresh list: pods absent from it were deleted while no watch was open.</summary>
-    public void Replace(IEnumerable<V1Pod> pods)
+    public void Replace(IEnumerable<Pod> pods)
     {
         var list = pods.ToList();
         var current = list.Select(p => p.Metadata?.Uid).OfType<string>().ToHashSet();
@@ -98,7 +98,7 @@ public sealed class PodIndex
         return true;
     }
 
-    private static IEnumerable<V1ContainerStatus> Statuses(V1Pod pod) =>
+    private static IEnumerable<ContainerStatus> Statuses(Pod pod) =>
         (pod.Status?.ContainerStatuses ?? [])
             .Concat(pod.Status?.InitContainerStatuses ?? [])
             .Concat(pod.Status?.EphemeralContainerStatuses ?? []);

@@ -47,7 +47,7 @@ public static class CheckCommand
             table.AppendLine();
             Row(table, "ATTRIBUTION", "OK", "DETAIL");
             var results = Attribution.AttributionCheck.Run(Attribution.PodAttributionService.CgroupMount, Environment.GetEnvironmentVariable("NODE_NAME"),
-                () => new k8s.Kubernetes(k8s.KubernetesClientConfiguration.InClusterConfig()), TimeSpan.FromSeconds(10));
+                () => new KubernetesApi(KubernetesConfig.Load()), TimeSpan.FromSeconds(10));
             foreach (var result in results)
                 Row(table, result.Name, YesNo(result.Ok), result.Detail);
             if (exitCode == ExitCodes.Ok && results.FirstOrDefault(r => !r.Ok) is { } failed)

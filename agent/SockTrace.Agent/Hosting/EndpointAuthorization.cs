@@ -21,7 +21,7 @@ internal static partial class EndpointAuthorization
             return;
         var logger = app.Services.GetRequiredService<ILoggerFactory>().CreateLogger("SockTrace.Agent.Hosting.EndpointAuthorization");
         StaticToken? staticToken = options.AuthTokenFile is { } file ? new StaticToken(file) : null;
-        var reviewer = options.AuthKubernetes ? new KubernetesReviewer(new Kubernetes(ApiServerConfig()), logger) : null;
+        var reviewer = options.AuthKubernetes ? new KubernetesReviewer(new KubernetesApi(ApiServerConfig()), logger) : null;
         app.Use(async (context, next) =>
         {
             string path = context.Request.Path.Value ?? "";
@@ -63,7 +63,7 @@ internal static partial class EndpointAuthorization
         {
             return await reviewer.ReviewAsync(token, path, context.RequestAborted);
         }
-        catch (Exception ex) when (ex is HttpRequestException or k8s.Autorest.HttpOperationException or TaskCanceledException)
+        catch (Exception ex) when (ex is HttpRequestException or System.Text.Json.JsonException or TaskCanceledException)
         {
             // Not cached: the next scrape asks again.
             LogReviewFailed(logger, path, ex.Message);

@@ -1,8 +1,6 @@
 using System.Collections.Concurrent;
 using System.Security.Cryptography;
 using System.Text;
-using k8s;
-using k8s.Models;
 
 namespace SockTrace.Agent.Hosting;
 
@@ -12,7 +10,7 @@ namespace SockTrace.Agent.Hosting;
 /// user (with its groups, uid and extra) may `get` the non-resource URL requested. A scraper
 /// presents the same token every few seconds, so each answer is kept for <see cref="Ttl"/>.
 /// </summary>
-internal sealed partial class KubernetesReviewer(IKubernetes client, ILogger logger)
+internal sealed partial class KubernetesReviewer(KubernetesApi api, ILogger logger)
 {
     public static readonly TimeSpan Ttl = TimeSpan.FromSeconds(30);
     private const int MaxEntries = 1024;
@@ -35,27 +33,17 @@ internal sealed partial class KubernetesReviewer(IKubernetes client, ILogger log
 
     private async Task<int> AskAsync(string token, string path, CancellationToken cancellationToken)
     {
-        var review = await client.AuthenticationV1.CreateTokenReviewAsync(
-            new V1TokenReview { Spec = new V1TokenReviewSpec { Token = token } }, cancellationToken: cancellationToken);
+        var review = await api.ReviewTokenAsync(token, cancellationToken);
         if (review.Status?.Authenticated != true || review.Status.User is not { } user)
         {
             LogUnauthenticated(path, review.Status?.Error ?? "not authenticated");
             return StatusCodes.Status401Unauthorized;
         }
-        var access = await client.AuthorizationV1.CreateSubjectAccessReviewAsync(new V1SubjectAccessReview
-        {
-            Spec = new V1SubjectAccessReviewSpec
-            {
-                User = user.Username,
-                Groups = user.Groups,
-                Uid = user.Uid,
-                Extra = user.Extra,
-                NonResourceAttributes = new V1NonResourceAttributes { Path = path, Verb = "get" },
-            },
-        }, cancellationToken: cancellationToken);
+        var access = await api.ReviewAccessAsync(
+            new SubjectAccessReviewSpec(user.Username, user.Groups, user.Uid, user.Extra, new NonResourceAttributes(path, "get")), cancellationToken);
         if (access.Status?.Allowed == true)
             return StatusCodes.Status200OK;
-        LogForbidden(user.Username, path, access.Status?.Reason ?? "");
+        LogForbidden(user.Username ?? "", path, access.Status?.Reason ?? "");
         return StatusCodes.Status403Forbidden;
     }
 

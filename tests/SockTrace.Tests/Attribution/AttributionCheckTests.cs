@@ -65,7 +65,7 @@ public sealed class AttributionCheckTests : IDisposable
         Assert.StartsWith("listing the pods of node-a failed: ", last.Detail);
     }
 
-    private static Func<IKubernetes> Client(string url) => () => new Kubernetes(new KubernetesClientConfiguration { Host = url });
+    private static Func<KubernetesApi> Client(string url) => () => new KubernetesApi(new KubernetesClientConfiguration { Host = url });
 
     public void Dispose() => _server.Dispose();
 }

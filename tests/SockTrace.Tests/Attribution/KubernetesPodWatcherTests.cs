@@ -1,6 +1,7 @@
 using k8s;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Attribution;
+using SockTrace.Agent.Hosting;
 using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Attribution;
@@ -27,8 +28,8 @@ public sealed class KubernetesPodWatcherTests : IAsyncDisposable
     public KubernetesPodWatcherTests()
     {
         _server.PodList = FakeKubernetesApi.PodListJson("1000", FakeKubernetesApi.Pod("shop", "web-7d9f8b6c5-x2x4q", WebUid, ("web", $"containerd://{Web}"), ("envoy", $"containerd://{Sidecar}")));
-        var client = new Kubernetes(new KubernetesClientConfiguration { Host = _server.Url });
-        _watcher = new KubernetesPodWatcher(client, Node, _index, NullLogger.Instance) { RetryDelay = TimeSpan.FromMilliseconds(50) };
+        var api = new KubernetesApi(new KubernetesClientConfiguration { Host = _server.Url });
+        _watcher = new KubernetesPodWatcher(api, Node, _index, NullLogger.Instance) { RetryDelay = TimeSpan.FromMilliseconds(50) };
         _watching = Task.Run(() => _watcher.RunAsync(_stop.Token));
     }
 

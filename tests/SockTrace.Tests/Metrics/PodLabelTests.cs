@@ -1,10 +1,10 @@
 using System.Diagnostics.Metrics;
 using System.Runtime.CompilerServices;
-using k8s.Models;
 using Microsoft.Extensions.DependencyInjection;
 using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Attribution;
+using SockTrace.Agent.Hosting;
 using SockTrace.Agent.Events;
 using SockTrace.Agent.Metrics;
 using SockTrace.Tests.Support;
@@ -119,11 +119,8 @@ public sealed class PodLabelTests : IDisposable
         return ulong.Parse(inode.Trim(), System.Globalization.CultureInfo.InvariantCulture);
     }
 
-    private static V1Pod Pod(string ns, string name, string uid, string container, string containerId) => new()
-    {
-        Metadata = new V1ObjectMeta { NamespaceProperty = ns, Name = name, Uid = uid },
-        Status = new V1PodStatus { ContainerStatuses = [new V1ContainerStatus { Name = container, ContainerID = containerId }] },
-    };
+    private static Pod Pod(string ns, string name, string uid, string container, string containerId) =>
+        new(new ObjectMeta(uid, name, ns), new PodStatus([new ContainerStatus(container, containerId)], null, null));
 
     private static AcceptRecord Record(int ret, ulong cgroupId)
     {
