@@ -1,5 +1,5 @@
-# The image is built by the same scripts as CI: scripts/publish.sh runs scripts/build.sh
-# (BPF toolchain from apt, then dotnet build), then publishes the agent.
+# The image is built by the same scripts as CI: scripts/publish.sh sets up the BPF
+# toolchain from apt and publishes the agent as one native executable (NativeAOT).
 #
 # .NET 10 ships no Debian images (dotnet/dotnet-docker#6526), and Ubuntu 24.04's bpftool
 # is a wrapper that looks for the running kernel's linux-tools, so the build runs on
@@ -8,7 +8,7 @@
 FROM mcr.microsoft.com/dotnet/sdk:10.0-noble AS sdk
 
 FROM debian:12 AS build
-# The rest of the toolchain comes from scripts/setup.sh.
+# The rest of the toolchain (clang and zlib for the native link too) comes from scripts/setup.sh.
 RUN apt-get update \
  && apt-get install -y --no-install-recommends ca-certificates libicu72 libssl3 \
  && rm -rf /var/lib/apt/lists/*
@@ -21,13 +21,13 @@ COPY . .
 # BTF kernel will do: CO-RE relocates at load), so build on a kernel with BTF.
 RUN scripts/publish.sh /out
 
-FROM mcr.microsoft.com/dotnet/aspnet:10.0-noble
+# No .NET runtime: the agent is native. libbpf1 (with libelf and zlib) for the BPF
+# objects, OpenSSL for TLS on /metrics and to the API server, CA certificates for the latter.
+FROM debian:12-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends libbpf1 \
+ && apt-get install -y --no-install-recommends libbpf1 libssl3 ca-certificates \
  && rm -rf /var/lib/apt/lists/*
-# The image's default HTTP_PORTS would only be overridden by --urls with a warning.
-ENV ASPNETCORE_HTTP_PORTS=
 WORKDIR /app
-COPY --from=build /out/ /app/
+COPY --from=build /out/socktrace /out/libsocktrace_caps.so /out/appsettings.json /app/
 EXPOSE 9464
-ENTRYPOINT ["dotnet", "/app/socktrace.dll"]
+ENTRYPOINT ["/app/socktrace"]

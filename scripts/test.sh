@@ -16,6 +16,9 @@ run() {
   if ! "$@" 2>&1 | tee "$results/$name.log"; then status=1; fi
 }
 
+# The native agent that ships, for the tests that run it (AgentBuild.Native).
+echo "== publish"
+scripts/publish.sh out
 # Category=Nic needs a real NIC driver: it runs in the guest, below.
 run host dotnet test SockTrace.sln -c Release --no-build -nologo --filter 'Category!=Nic'
 # 6.1: close() ends in close_fd(); 6.12: in file_close_fd() (bpf/fdrace.bpf.c).

@@ -194,7 +194,8 @@ public sealed class ManifestTests
         try
         {
             string copy = Path.Combine(dir, "socktrace.service");
-            File.WriteAllText(copy, unit);
+            // verify checks that ExecStart's program exists: this machine has no install in /opt.
+            File.WriteAllText(copy, unit.Replace("ExecStart=/opt/socktrace/socktrace", "ExecStart=/bin/true", StringComparison.Ordinal));
             var (code, output) = Host.Run(analyze, ["verify", copy]);
             Assert.True(code == 0 && output.Length == 0, $"systemd-analyze verify ({code}):\n{output}");
         }

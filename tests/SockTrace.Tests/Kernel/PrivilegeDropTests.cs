@@ -5,15 +5,18 @@ using SockTrace.Tests.Support;
 namespace SockTrace.Tests.Kernel;
 
 /// <summary>The built agent gives up its capabilities once attached, in every thread, and
-/// still counts exactly, maps read at scrape time included.</summary>
+/// still counts exactly, maps read at scrape time included: the managed build and the native
+/// one that ships.</summary>
 [Trait("Category", "Agent")]
 public sealed class PrivilegeDropTests
 {
-    [Fact]
-    public void EveryThreadHoldsNoCapabilityAndMetricsStayExact()
+    [Theory]
+    [InlineData(AgentBuild.Managed)]
+    [InlineData(AgentBuild.Native)]
+    public void EveryThreadHoldsNoCapabilityAndMetricsStayExact(AgentBuild build)
     {
         Requires.Bpf();
-        using var agent = AgentProcess.StartObserving("--poll-interval-ms", "20");
+        using var agent = AgentProcess.StartObserving(build, "--poll-interval-ms", "20");
         Eventually.True(() => agent.Stdout.Contains("Dropped every capability", StringComparison.Ordinal), "the drop in the log");
 
         var process = CapabilityDrop.Read($"/proc/{agent.Pid}/status");

@@ -5,7 +5,15 @@ using System.Text;
 
 namespace SockTrace.Tests.Support;
 
-/// <summary>The built agent (socktrace.dll) run as its own process, as users run it.</summary>
+/// <summary>The two builds of the agent: socktrace.dll on the .NET runtime (scripts/build.sh),
+/// and the native executable that is shipped (scripts/publish.sh).</summary>
+public enum AgentBuild
+{
+    Managed,
+    Native,
+}
+
+/// <summary>The built agent run as its own process, as users run it.</summary>
 internal sealed class AgentProcess : IDisposable
 {
     private readonly Process _process;
@@ -37,15 +45,25 @@ internal sealed class AgentProcess : IDisposable
         return File.Exists(dll) ? dll : throw new FileNotFoundException("build the agent first (scripts/build.sh)", dll);
     }
 
+    /// <summary>The native agent scripts/publish.sh made (its default output, out/).</summary>
+    public static string NativeAgent()
+    {
+        string exe = Path.Combine(Events.RecordLayoutTests.RepoRoot(), "out", "socktrace");
+        return File.Exists(exe) ? exe : throw new FileNotFoundException("publish the native agent first (scripts/publish.sh; scripts/test.sh does)", exe);
+    }
+
     /// <summary>Starts the agent on a free loopback port with extra arguments, without waiting;
     /// <paramref name="dll"/> runs another copy of the build (ReadableAgentCopy).</summary>
-    public static AgentProcess Start(IEnumerable<string> args, IDictionary<string, string>? environment = null, string? wrapper = null, string scheme = "http", string? dll = null)
+    public static AgentProcess Start(IEnumerable<string> args, IDictionary<string, string>? environment = null, string? wrapper = null, string scheme = "http", string? dll = null,
+        AgentBuild build = AgentBuild.Managed)
     {
         int port = FreePort();
-        var psi = new ProcessStartInfo(wrapper ?? "dotnet") { RedirectStandardOutput = true, RedirectStandardError = true };
+        string program = build == AgentBuild.Native ? NativeAgent() : "dotnet";
+        var psi = new ProcessStartInfo(wrapper ?? program) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (wrapper is not null)
-            psi.ArgumentList.Add("dotnet");
-        psi.ArgumentList.Add(dll ?? AgentDll());
+            psi.ArgumentList.Add(program);
+        if (build == AgentBuild.Managed)
+            psi.ArgumentList.Add(dll ?? AgentDll());
         psi.ArgumentList.Add("--urls");
         psi.ArgumentList.Add($"{scheme}://127.0.0.1:{port}");
         foreach (string a in args)
@@ -56,9 +74,11 @@ internal sealed class AgentProcess : IDisposable
     }
 
     /// <summary>Starts the agent and waits until /healthz says it is observing.</summary>
-    public static AgentProcess StartObserving(params string[] args)
+    public static AgentProcess StartObserving(params string[] args) => StartObserving(AgentBuild.Managed, args);
+
+    public static AgentProcess StartObserving(AgentBuild build, params string[] args)
     {
-        var agent = Start(args);
+        var agent = Start(args, build: build);
         Eventually.True(() => agent.Healthy(), "the agent's /healthz", TimeSpan.FromMinutes(5));
         return agent;
     }
