@@ -29,13 +29,8 @@ fi
 mkdir -p "$(dirname "$stload")"
 cc -O2 -Wall -Wextra -pthread tests/SockTrace.Benchmarks/load/stload.c -o "$stload"
 
-stop_agent() {
-  if [[ -n $agent_pid ]]; then
-    kill -TERM "$agent_pid" 2>/dev/null || true
-    wait "$agent_pid" 2>/dev/null || true
-    agent_pid=
-  fi
-}
+# shellcheck source=lib/stop-agent.sh
+source scripts/lib/stop-agent.sh
 trap stop_agent EXIT
 
 # run_build BUILD: starts it, prints "FIRST_SCRAPE_MS VMRSS_KIB RSSANON_KIB RSSFILE_KIB".

@@ -89,13 +89,8 @@ start_agent() {
   sleep 2 # let start-up work (JIT, first GCs) finish before measuring
 }
 
-stop_agent() {
-  if [[ -n $agent_pid ]]; then
-    kill -TERM "$agent_pid" 2>/dev/null || true
-    wait "$agent_pid" 2>/dev/null || true
-    agent_pid=
-  fi
-}
+# shellcheck source=lib/stop-agent.sh
+source scripts/lib/stop-agent.sh
 trap stop_agent EXIT
 
 other_tp_progs() { # tracepoint BPF programs already loaded (another agent, a kernel test) skew A
