@@ -1,5 +1,5 @@
-using SockTrace.Agent.Hosting;
 using Microsoft.Extensions.Logging;
+using SockTrace.Agent.Hosting;
 
 namespace SockTrace.Agent.Attribution;
 

@@ -14,8 +14,13 @@ public readonly record struct Support(bool Available, string Detail);
 public sealed class KernelFeatures
 {
     private const string KprobePmu = "/sys/bus/event_source/devices/kprobe";
+    private const int Eperm = 1;
     private readonly Dictionary<(Hook, AttachMode), Support> _cache = [];
     private readonly HashSet<string> _kernelFunctions;
+    /// <summary>Set when the kernel refused a tracing program with EPERM: lockdown or an LSM
+    /// refuses the program type, for every hook alike, so the other hooks are not loaded to
+    /// hear it again (each load parses the kernel's BTF: tens of milliseconds of start-up).</summary>
+    private Support? _tracingRefused;
 
     private KernelFeatures(string tracefs)
     {
@@ -70,7 +75,7 @@ public sealed class KernelFeatures
             var found = new Support(true, string.Join(", ", programs.Select(p => p.Tracepoint).Distinct()));
             if (!hook.LoadProbe)
                 return found;
-            var loaded = LibbpfLog.Probing(() => TryLoad(hook, programs, mode));
+            var loaded = LibbpfLog.Probing(() => TryLoad(hook, programs, mode, out _));
             return loaded.Available ? found : loaded;
         }
         var absent = programs.Select(p => p.KernelFunction!).Distinct().Where(f => !_kernelFunctions.Contains(f)).ToList();
@@ -80,14 +85,21 @@ public sealed class KernelFeatures
             return new(false, $"kernel function {string.Join(", ", absent)} not found in /proc/kallsyms (inlined or renamed in {Release})");
         if (mode == AttachMode.Kprobe)
             return Kprobes.Available ? new(true, Kprobes.Detail) : Kprobes;
-        return LibbpfLog.Probing(() => TryLoad(hook, programs, mode));
+        if (_tracingRefused is { } refused)
+            return refused;
+        int errno = 0;
+        var support = LibbpfLog.Probing(() => TryLoad(hook, programs, mode, out errno));
+        if (errno == Eperm)
+            _tracingRefused = support;
+        return support;
     }
 
     /// <summary>fentry needs BTF, a JIT with trampolines, and no lockdown or LSM refusing
     /// them, and a <see cref="Hook.LoadProbe"/> hook's tracepoint programs need what their
     /// kernel's BTF has: the only reliable test is to load the programs.</summary>
-    private static Support TryLoad(Hook hook, HookProgram[] programs, AttachMode mode)
+    private static Support TryLoad(Hook hook, HookProgram[] programs, AttachMode mode, out int errno)
     {
+        errno = 0;
         using var obj = BpfObject.OpenEmbedded(BpfObject.Name);
         var wanted = programs.Select(p => p.Name).ToHashSet();
         foreach (string program in obj.ProgramNames)
@@ -99,7 +111,8 @@ public sealed class KernelFeatures
         }
         catch (BpfException ex)
         {
-            string hint = ex.Errno == 1 ? " (kernel lockdown or a BPF LSM refuses tracing programs)"
+            errno = ex.Errno;
+            string hint = ex.Errno == Eperm ? " (kernel lockdown or a BPF LSM refuses tracing programs)"
                 : mode == AttachMode.Tracepoint ? " (this kernel's tracepoint arguments or drop reasons differ)" : "";
             return new(false, $"loading {mode.Name()} programs failed: {ErrnoNames.Describe(ex.Errno)}{hint}");
         }
