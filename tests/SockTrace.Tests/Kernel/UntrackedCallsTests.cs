@@ -176,8 +176,9 @@ public sealed class UntrackedCallsTests
         reset.Close(); // RST: the queued child goes ESTABLISHED -> CLOSE
         Thread.Sleep(50);
 
-        using var next = Loopback.Connect(port);
+        // From before connect(): the queue wait starts inside it.
         long connected = System.Diagnostics.Stopwatch.GetTimestamp();
+        using var next = Loopback.Connect(port);
         Thread.Sleep(wait);
         // accept() hands out the dead child first (it stays queued), then the live one.
         using var first = listener.Accept();

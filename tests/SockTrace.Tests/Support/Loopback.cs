@@ -25,16 +25,17 @@ internal static class Loopback
 
     /// <summary>
     /// N connections, each left established in the accept queue for <paramref name="wait"/>
-    /// before a blocking accept4() takes it. Returns how long each really waited, measured
-    /// from connect() returning (the handshake is done by then on loopback).
+    /// before a blocking accept4() takes it. Returns how long each really waited, at most:
+    /// from before connect() to after accept4() returned, which holds the kernel's queue
+    /// wait (from the handshake inside connect() to accept4()) however late either thread ran.
     /// </summary>
     public static List<TimeSpan> ConnectAndAcceptAfter(Socket listener, int n, TimeSpan wait)
     {
         var waited = new List<TimeSpan>();
         for (int i = 0; i < n; i++)
         {
-            using var client = Connect(listener.Port());
             long connected = System.Diagnostics.Stopwatch.GetTimestamp();
+            using var client = Connect(listener.Port());
             Thread.Sleep(wait);
             using var accepted = listener.Accept();
             waited.Add(System.Diagnostics.Stopwatch.GetElapsedTime(connected));

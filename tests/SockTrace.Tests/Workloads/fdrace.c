@@ -120,8 +120,9 @@ static int blocked_in_accept(pid_t tid)
 }
 
 /* The fd a blocked accept4() holds reserved: not open, yet below the lowest free fd
- * (alloc_fd() skips it). Looked up once the thread sleeps, not before it starts: an fd
- * this thread opens meanwhile (the /proc reads above) can push the reservation up one. */
+ * (alloc_fd() skips it), or -1. Looked up once the thread sleeps, not before it starts:
+ * an fd this thread opens meanwhile (the /proc reads above) can push the reservation up
+ * one. */
 static int reserved_fd(void)
 {
 	int lowest = lowest_free_fd();
@@ -129,6 +130,21 @@ static int reserved_fd(void)
 	for (int fd = 0; fd < lowest; fd++)
 		if (fcntl(fd, F_GETFD) == -1 && errno == EBADF)
 			return fd;
+	return -1;
+}
+
+/* Waits until the acceptor sleeps in accept4() holding its reservation. Asleep in
+ * accept4() is not always after the reservation: the call can sleep before it (reclaim
+ * on a loaded machine), so both are checked, for at most 10 s. */
+static int await_reservation(const struct acceptor *a)
+{
+	for (int i = 0; i < 10000; i++) {
+		int fd;
+
+		if (a->tid && blocked_in_accept(a->tid) && (fd = reserved_fd()) >= 0)
+			return fd;
+		usleep(1000);
+	}
 	die("no reserved fd below the lowest free one");
 	return -1;
 }
@@ -143,9 +159,7 @@ static void dup_busy(int rounds, int use_dup3)
 
 		if (pthread_create(&t, NULL, accept_once, &a))
 			die("pthread_create");
-		while (!a.tid || !blocked_in_accept(a.tid))
-			usleep(1000);
-		int reserved = reserved_fd();
+		int reserved = await_reservation(&a);
 		int ret = use_dup3 ? dup3(0, reserved, O_CLOEXEC) : dup2(0, reserved);
 		if (ret == -1 && errno == EBUSY)
 			busy++;
