@@ -7,7 +7,7 @@ namespace SockTrace.Agent.Hosting;
 
 /// <summary>
 /// /metrics: the OpenTelemetry exporter's exposition with the families the agent aggregates
-/// itself (<see cref="AcceptMetrics"/>) appended, in the format the exporter chose
+/// itself (<see cref="AcceptMetrics"/>, <see cref="FdRaceMetrics"/>, <see cref="DeliveryMetrics"/>) appended, in the format the exporter chose
 /// (OpenMetrics when the scraper asks for it, else text 0.0.4).
 /// </summary>
 internal static class MetricsEndpoint
@@ -20,6 +20,7 @@ internal static class MetricsEndpoint
     {
         var accepts = app.Services.GetRequiredService<AcceptMetrics>();
         var deliveries = app.Services.GetRequiredService<DeliveryMetrics>();
+        var races = app.Services.GetRequiredService<FdRaceMetrics>();
         app.Use(async (context, next) =>
         {
             if (context.Request.Path != Path)
@@ -53,6 +54,7 @@ internal static class MetricsEndpoint
             var own = new StringBuilder();
             var writer = new ExpositionWriter(own, openMetrics);
             accepts.WriteTo(writer);
+            races.WriteTo(writer);
             deliveries.WriteTo(writer);
 
             if (gzip)

@@ -5,20 +5,22 @@ using SockTrace.Agent.Attribution;
 namespace SockTrace.Agent.Metrics;
 
 /// <summary>
-/// A counter that, with attribution on, adds namespace, pod and container to each series and
-/// removes a pod's series when the pod is deleted. A synchronous Counter cannot do the second:
-/// the OpenTelemetry SDK keeps exporting every series it has seen until the process exits.
-/// So with attribution on this is an observable counter over its own totals, and a deleted
-/// pod's totals are dropped, so its series are no longer reported. With attribution off it is
-/// the plain synchronous counter, labels unchanged.
+/// A counter whose family the agent writes into /metrics itself (<see cref="WriteTo"/>), as
+/// it does the accept families: with attribution on, each series gains namespace, pod and
+/// container, and a deleted pod's series are dropped, which a counter of the OpenTelemetry
+/// SDK cannot do (it exports every series it has seen until the process exits). Each count
+/// also goes to the SockTrace meter's instrument of the same name while an in-process
+/// listener enables it; the SDK is told to drop that one (<see cref="SockTraceMeter"/>).
 /// </summary>
 internal sealed class PodCounter
 {
-    private readonly Counter<long>? _counter;
+    private readonly Counter<long> _counter;
     private readonly PodAttribution? _attribution;
+    private readonly string _family;
+    private readonly string _help;
     private readonly Lock _lock = new();
     // Keyed by the label array's identity: the label caches hand out one array per label set.
-    private readonly Dictionary<(KeyValuePair<string, object?>[] Tags, PodContainer Pod), Series> _series = new(new KeyComparer());
+    private readonly Dictionary<(KeyValuePair<string, object?>[] Tags, PodContainer? Pod), Series> _series = new(new KeyComparer());
 
     private sealed class Series(KeyValuePair<string, object?>[] tags)
     {
@@ -26,57 +28,61 @@ internal sealed class PodCounter
         public long Count;
     }
 
-    public PodCounter(Meter meter, string name, string description, PodAttribution? attribution)
+    /// <param name="family">The exposition's sample name, e.g. socktrace_fd_races_total.</param>
+    public PodCounter(Meter meter, string instrument, string family, string help, PodAttribution? attribution)
     {
         _attribution = attribution;
-        if (attribution is null)
-        {
-            _counter = meter.CreateCounter<long>(name, description: description);
-            return;
-        }
-        meter.CreateObservableCounter(name, Observe, description: description);
-        attribution.PodRemoved += Drop;
+        _family = family;
+        _help = help;
+        _counter = meter.CreateCounter<long>(instrument, description: help);
+        if (attribution is not null)
+            attribution.PodRemoved += Drop;
     }
 
     /// <summary>Counts one under <paramref name="tags"/> and, with attribution on, the pod of
     /// <paramref name="cgroupId"/> (empty labels for a host process).</summary>
     public void Add(KeyValuePair<string, object?>[] tags, ulong cgroupId)
     {
-        if (_counter is not null)
-        {
-            _counter.Add(1, tags);
-            return;
-        }
-        var pod = _attribution!.Resolve(cgroupId) ?? PodLabels.None;
+        var pod = _attribution is null ? null : _attribution.Resolve(cgroupId) ?? PodLabels.None;
+        Series? series;
         lock (_lock)
         {
-            if (!_series.TryGetValue((tags, pod), out var series))
-                _series[(tags, pod)] = series = new Series(PodLabels.Append(tags, pod));
+            if (!_series.TryGetValue((tags, pod), out series))
+                _series[(tags, pod)] = series = new Series(pod is null ? tags : PodLabels.Append(tags, pod));
             series.Count++;
         }
+        if (_counter.Enabled)
+            _counter.Add(1, series.Tags);
     }
 
-    private List<Measurement<long>> Observe()
+    /// <summary>Writes the family: nothing until something was counted.</summary>
+    public void WriteTo(ExpositionWriter writer)
     {
         lock (_lock)
-            return [.. _series.Values.Select(s => new Measurement<long>(s.Count, s.Tags))];
+        {
+            if (_series.Count == 0)
+                return;
+            writer.Family(_family, "counter", _help);
+            foreach (var series in _series.Values)
+                writer.Sample(_family, series.Tags, series.Count);
+        }
     }
 
     private void Drop(string podUid)
     {
         lock (_lock)
         {
-            foreach (var key in _series.Keys.Where(k => k.Pod.PodUid == podUid).ToList())
+            foreach (var key in _series.Keys.Where(k => k.Pod?.PodUid == podUid).ToList())
                 _series.Remove(key);
         }
     }
 
-    private sealed class KeyComparer : IEqualityComparer<(KeyValuePair<string, object?>[] Tags, PodContainer Pod)>
+    private sealed class KeyComparer : IEqualityComparer<(KeyValuePair<string, object?>[] Tags, PodContainer? Pod)>
     {
-        public bool Equals((KeyValuePair<string, object?>[] Tags, PodContainer Pod) x, (KeyValuePair<string, object?>[] Tags, PodContainer Pod) y) =>
-            ReferenceEquals(x.Tags, y.Tags) && x.Pod.Equals(y.Pod);
+        public bool Equals((KeyValuePair<string, object?>[] Tags, PodContainer? Pod) x, (KeyValuePair<string, object?>[] Tags, PodContainer? Pod) y) =>
+            ReferenceEquals(x.Tags, y.Tags) && Equals(x.Pod, y.Pod);
 
-        public int GetHashCode((KeyValuePair<string, object?>[] Tags, PodContainer Pod) key) =>
+        public int GetHashCode((KeyValuePair<string, object?>[] Tags, PodContainer? Pod) key) =>
             HashCode.Combine(RuntimeHelpers.GetHashCode(key.Tags), key.Pod);
     }
 }

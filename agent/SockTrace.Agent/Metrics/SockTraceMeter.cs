@@ -5,11 +5,11 @@ namespace SockTrace.Agent.Metrics;
 public static class SockTraceMeter
 {
     /// <summary>Has the SDK export the SockTrace meter, less the instruments whose families
-    /// the agent writes itself (<see cref="AcceptMetrics.ExportedHere"/>).</summary>
+    /// the agent writes itself (<see cref="AcceptMetrics.ExportedHere"/>, <see cref="FdRaceMetrics.Instrument"/>).</summary>
     public static MeterProviderBuilder AddSockTraceMeter(this MeterProviderBuilder builder)
     {
         builder.AddMeter(Name);
-        foreach (string name in AcceptMetrics.ExportedHere)
+        foreach (string name in AcceptMetrics.ExportedHere.Append(FdRaceMetrics.Instrument))
             builder.AddView(name, MetricStreamConfiguration.Drop);
         return builder;
     }

@@ -11,13 +11,13 @@ public sealed class BrokenAggregationTests
     [Theory]
     [InlineData("dup2-busy", RecordTypes.FdRace, new[]
     {
-        "socktrace.fd_races{comm=st-scenario,kind=dup2_busy}: only in the model (1)",
+        "socktrace_fd_races_total{comm=st-scenario,kind=dup2_busy}: only in the model (1)",
     })]
     [InlineData("accept-queue-wait", RecordTypes.Accept, new[]
     {
-        "socktrace.accept.duration{comm=st-scenario,port=l}: only in the model (1)",
-        "socktrace.accept.queue_wait{comm=st-scenario,port=l}: only in the model (1)",
-        "socktrace.accepts{comm=st-scenario,peer=loopback,port=l}: only in the model (1)",
+        "socktrace_accept_duration_seconds{comm=st-scenario,port=l}: only in the model (1)",
+        "socktrace_accept_queue_wait_seconds{comm=st-scenario,port=l}: only in the model (1)",
+        "socktrace_accepts_total{comm=st-scenario,peer=loopback,port=l}: only in the model (1)",
     })]
     public void DroppingOneRecordTypeIsAMismatchOfExactlyItsSeries(string name, uint dropped, string[] expected)
     {

@@ -1,34 +1,33 @@
 using System.Diagnostics.Metrics;
+using System.Text;
 using Microsoft.Extensions.DependencyInjection;
-using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Events;
 using SockTrace.Agent.Metrics;
+using SockTrace.Tests.Support;
 
 namespace SockTrace.Reference.Tests.Support;
 
 /// <summary>
 /// The agent's decoder and metrics, with their own meters, fed raw records: one for the
-/// model's records and one for the kernel's, so the two can be compared series by series.
+/// model's records and one for the kernel's, so the two can be compared series by series,
+/// each read as /metrics writes it (the accept families, the fd reuse gaps and the fd races
+/// are written by the agent itself, <see cref="Hosting.MetricsEndpoint"/>).
 /// </summary>
 internal sealed class Aggregation : IDisposable
 {
-    private static readonly string[] Counters = ["socktrace.accepts", "socktrace.accept.errors", "socktrace.fd_races"];
-    private static readonly string[] Histograms = ["socktrace.accept.duration", "socktrace.accept.queue_wait", "socktrace.fd.reuse_gap"];
     private readonly ServiceProvider _services = new ServiceCollection().AddMetrics().BuildServiceProvider();
-    private readonly List<MetricCollector<long>> _counters = [];
-    private readonly List<MetricCollector<double>> _histograms = [];
+    private readonly AcceptMetrics _accepts;
+    private readonly FdRaceMetrics _races;
     private readonly IRecordSink _sink;
 
     /// <param name="wrap">Puts something between the records and the decoder (a broken double, in one test).</param>
     public Aggregation(Func<IRecordSink, IRecordSink>? wrap = null)
     {
         var meters = _services.GetRequiredService<IMeterFactory>();
-        foreach (string name in Counters)
-            _counters.Add(new MetricCollector<long>(meters, SockTraceMeter.Name, name));
-        foreach (string name in Histograms)
-            _histograms.Add(new MetricCollector<double>(meters, SockTraceMeter.Name, name));
-        Decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
+        _accepts = new AcceptMetrics(meters);
+        _races = new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance);
+        Decoder = new RecordDecoder(_accepts, _races);
         _sink = wrap is null ? Decoder : wrap(Decoder);
     }
 
@@ -41,27 +40,29 @@ internal sealed class Aggregation : IDisposable
     }
 
     /// <summary>Every series, with each `port` label replaced by the listener's name (the
-    /// kernel picks its own ports).</summary>
+    /// kernel picks its own ports): a counter's value, a histogram's count and sum.</summary>
     public MetricSummary Summary(IReadOnlyDictionary<string, string> portNames)
     {
+        var text = new StringBuilder();
+        var writer = new ExpositionWriter(text, openMetrics: false);
+        _accepts.WriteTo(writer);
+        _races.WriteTo(writer);
+        var samples = PrometheusText.Parse(text.ToString());
         var summary = new MetricSummary();
-        foreach (var c in _counters)
-            foreach (var m in c.GetMeasurementSnapshot())
-                summary.Add(c.Instrument!.Name, m.Tags, portNames, m.Value, 0);
-        foreach (var h in _histograms)
-            foreach (var m in h.GetMeasurementSnapshot())
-                summary.Add(h.Instrument!.Name, m.Tags, portNames, 1, m.Value);
+        foreach (var s in samples)
+        {
+            var labels = s.Labels.Where(l => l.Key is not ("otel_scope_name" or "le")).ToDictionary(l => l.Key, l => (object?)l.Value);
+            if (s.Name.EndsWith("_total", StringComparison.Ordinal))
+                summary.Add(s.Name, labels, portNames, (long)s.Value, 0);
+            else if (s.Name.EndsWith("_count", StringComparison.Ordinal))
+                summary.Add(s.Name[..^"_count".Length], labels, portNames, (long)s.Value, 0);
+            else if (s.Name.EndsWith("_sum", StringComparison.Ordinal))
+                summary.Add(s.Name[..^"_sum".Length], labels, portNames, 0, s.Value);
+        }
         return summary;
     }
 
-    public void Dispose()
-    {
-        foreach (var c in _counters)
-            c.Dispose();
-        foreach (var h in _histograms)
-            h.Dispose();
-        _services.Dispose();
-    }
+    public void Dispose() => _services.Dispose();
 }
 
 /// <summary>A test double for a broken aggregation: it loses every record of one type.</summary>

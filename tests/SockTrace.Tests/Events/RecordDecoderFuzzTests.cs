@@ -6,6 +6,7 @@ using Microsoft.Extensions.Diagnostics.Metrics.Testing;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Events;
 using SockTrace.Agent.Metrics;
+using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Events;
 
@@ -31,10 +32,9 @@ public sealed class RecordDecoderFuzzTests
         var random = new Random(seed);
         using var services = new ServiceCollection().AddMetrics().BuildServiceProvider();
         var meters = services.GetRequiredService<IMeterFactory>();
-        using var accepts = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.accepts");
-        using var errors = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.accept.errors");
-        using var races = new MetricCollector<long>(meters, SockTraceMeter.Name, "socktrace.fd_races");
-        var decoder = new RecordDecoder(new AcceptMetrics(meters), new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
+        var acceptMetrics = new AcceptMetrics(meters);
+        var raceMetrics = new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance);
+        var decoder = new RecordDecoder(acceptMetrics, raceMetrics);
 
         var expected = new Dictionary<string, long> { ["accept"] = 0, ["fd_race"] = 0 };
         for (int reason = 0; reason < RejectReasons.Count; reason++)
@@ -59,8 +59,10 @@ public sealed class RecordDecoderFuzzTests
         Assert.All(Enumerable.Range(0, RejectReasons.Count), reason => Assert.True(expected[RejectReasons.Label(reason)] > 0, $"no {RejectReasons.Label(reason)} record generated"));
         Assert.Equal(expected.Where(e => e.Key is not ("accept" or "fd_race")).Sum(e => e.Value), decoder.Invalid);
         // Every accepted record reached its metric, every rejected one none.
-        Assert.Equal(expected["accept"], accepts.GetMeasurementSnapshot().Sum(m => m.Value) + errors.GetMeasurementSnapshot().Sum(m => m.Value));
-        Assert.Equal(expected["fd_race"], races.GetMeasurementSnapshot().Sum(m => m.Value));
+        // What /metrics shows: every decoded record counted once, nothing from a rejected one.
+        var samples = Exposition.Of(acceptMetrics);
+        Assert.Equal(expected["accept"], samples.Sum("socktrace_accepts_total") + samples.Sum("socktrace_accept_errors_total"));
+        Assert.Equal(expected["fd_race"], Exposition.Of(raceMetrics).Sum("socktrace_fd_races_total"));
     }
 
     /// <summary>A record of the given shape, and what the decoder must make of it.</summary>

@@ -39,7 +39,7 @@ public sealed partial class OverloadTests(ITestOutputHelper output)
         Requires.Bpf();
         const int burst = 50_000;
         using var metrics = new MetricsHost();
-        var decoder = new RecordDecoder(metrics.Accepts, new FdRaceMetrics(metrics.Meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance));
+        var decoder = new RecordDecoder(metrics.Accepts, metrics.Races);
         var agent = new AgentMetrics(metrics.Meters);
         var gate = new GatedSink(decoder);
         var kernel = KernelFeatures.Probe();

@@ -76,7 +76,6 @@ public sealed class PodLabelTests : IDisposable
     [Fact]
     public void RacesCarryTheirPod()
     {
-        using var races = new MetricCollector<long>(_services.GetRequiredService<IMeterFactory>(), SockTraceMeter.Name, "socktrace.fd_races");
         var metrics = new FdRaceMetrics(_services.GetRequiredService<IMeterFactory>(), new RecentRaces(), NullLogger<FdRaceMetrics>.Instance, attribution: _attribution);
         var race = new FdRaceRecord
         {
@@ -88,10 +87,9 @@ public sealed class PodLabelTests : IDisposable
         metrics.OnFdRace(race);
         metrics.OnFdRace(race);
 
-        races.RecordObservableInstruments();
-        var point = Assert.Single(races.GetMeasurementSnapshot());
+        var point = Assert.Single(Exposition.Of(metrics));
         Assert.Equal(2, point.Value);
-        Assert.Equal(("data", "postgres-0", "postgres", "dup2_busy"), ((string)point.Tags["namespace"]!, (string)point.Tags["pod"]!, (string)point.Tags["container"]!, (string)point.Tags["kind"]!));
+        Assert.Equal(("data", "postgres-0", "postgres", "dup2_busy"), (point.Labels["namespace"], point.Labels["pod"], point.Labels["container"], point.Labels["kind"]));
     }
 
     [Fact]

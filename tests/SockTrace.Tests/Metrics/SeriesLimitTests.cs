@@ -7,6 +7,7 @@ using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Events;
 using SockTrace.Agent.Hosting;
 using SockTrace.Agent.Metrics;
+using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Metrics;
 
@@ -19,7 +20,6 @@ public sealed class SeriesLimitTests : IDisposable
     private readonly MetricCollector<long> _accepts;
     private readonly MetricCollector<long> _errors;
     private readonly MetricCollector<double> _duration;
-    private readonly MetricCollector<long> _races;
     private readonly MetricCollector<long> _overflow;
 
     public SeriesLimitTests()
@@ -29,7 +29,6 @@ public sealed class SeriesLimitTests : IDisposable
         _accepts = new(_meters, SockTraceMeter.Name, "socktrace.accepts");
         _errors = new(_meters, SockTraceMeter.Name, "socktrace.accept.errors");
         _duration = new(_meters, SockTraceMeter.Name, "socktrace.accept.duration");
-        _races = new(_meters, SockTraceMeter.Name, "socktrace.fd_races");
         _overflow = new(_meters, SockTraceMeter.Name, "socktrace.series.overflow");
     }
 
@@ -137,7 +136,8 @@ public sealed class SeriesLimitTests : IDisposable
             ["comm=b,kind=dup2_busy"] = 1,
             ["comm=other,kind=dup2_busy"] = 1,
             ["comm=other,kind=double_close"] = 1,
-        }, Series(_races, v => v));
+        }, Exposition.Of(metrics).Where(s => s.Name == "socktrace_fd_races_total").ToDictionary(
+            s => string.Join(",", s.Labels.Where(l => l.Key != "otel_scope_name").OrderBy(l => l.Key).Select(l => $"{l.Key}={l.Value}")), s => (long)s.Value));
         Assert.Equal(2, Overflowed("socktrace_fd_races_total"));
         Assert.Equal(["a", "b", "c", "d", "a"], recent.Snapshot().Select(r => r.Comm));
     }
@@ -183,7 +183,7 @@ public sealed class SeriesLimitTests : IDisposable
 
     public void Dispose()
     {
-        foreach (var c in new IDisposable[] { _accepts, _errors, _duration, _races, _overflow })
+        foreach (var c in new IDisposable[] { _accepts, _errors, _duration, _overflow })
             c.Dispose();
         _services.Dispose();
     }

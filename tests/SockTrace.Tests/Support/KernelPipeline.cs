@@ -21,8 +21,8 @@ internal sealed class KernelPipeline : IDisposable
         Requires.Bpf();
         _metrics = new MetricsHost();
         var meters = _metrics.Meters;
-        Races = new RecentRaces();
-        var decoder = new RecordDecoder(_metrics.Accepts, new FdRaceMetrics(meters, Races, NullLogger<FdRaceMetrics>.Instance));
+        Races = _metrics.Races.Recent;
+        var decoder = new RecordDecoder(_metrics.Accepts, _metrics.Races);
         Plan = PlanUnderTest();
         Source = new KernelEventSource(decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), doubleCloseWindow ?? TimeSpan.FromSeconds(1)), NullLogger.Instance);
         new AgentMetrics(meters).Observe(Source, decoder);

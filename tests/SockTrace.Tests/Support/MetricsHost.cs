@@ -37,6 +37,7 @@ internal sealed class MetricsHost : IDisposable
         builder.WebHost.ConfigureKestrel(kestrel => kestrel.ListenUnixSocket(_socket));
         builder.Services.AddSingleton(sp => new AcceptMetrics(sp.GetRequiredService<IMeterFactory>()));
         builder.Services.AddSingleton(sp => new DeliveryMetrics(sp.GetRequiredService<IMeterFactory>()));
+        builder.Services.AddSingleton(sp => new FdRaceMetrics(sp.GetRequiredService<IMeterFactory>(), new RecentRaces(), Microsoft.Extensions.Logging.Abstractions.NullLogger<FdRaceMetrics>.Instance));
         builder.Services.AddOpenTelemetry().WithMetrics(metrics => metrics
             .AddSockTraceMeter()
             .AddPrometheusExporter(o => o.ScrapeResponseCacheDurationMilliseconds = 0));
@@ -45,6 +46,7 @@ internal sealed class MetricsHost : IDisposable
         _app.Services.GetRequiredService<MeterProvider>();
         Meters = _app.Services.GetRequiredService<IMeterFactory>();
         Accepts = _app.Services.GetRequiredService<AcceptMetrics>();
+        Races = _app.Services.GetRequiredService<FdRaceMetrics>();
         _app.MapMetrics();
         _app.StartAsync().GetAwaiter().GetResult();
         _client = new HttpClient(new SocketsHttpHandler
@@ -63,6 +65,9 @@ internal sealed class MetricsHost : IDisposable
 
     /// <summary>The accept families, which /metrics writes itself.</summary>
     public AcceptMetrics Accepts { get; }
+
+    /// <summary>The fd races, which /metrics writes itself; their recent list is what /races serves.</summary>
+    public FdRaceMetrics Races { get; }
 
     /// <summary>GET /metrics, parsed.</summary>
     public List<Sample> Scrape() =>
