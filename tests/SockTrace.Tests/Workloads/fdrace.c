@@ -80,7 +80,9 @@ static int lowest_free_fd(void)
 
 struct acceptor {
 	volatile pid_t tid;
+	volatile int go;     /* set once the main thread watches this thread's /proc files */
 	int fd;
+	int syscall_fd, stat_fd;  /* /proc/self/task/TID/{syscall,stat}, at fd 100 and up */
 };
 
 static void *accept_once(void *arg)
@@ -88,41 +90,62 @@ static void *accept_once(void *arg)
 	struct acceptor *a = arg;
 
 	a->tid = syscall(SYS_gettid);
+	while (!a->go)
+		usleep(100);
 	a->fd = accept4(listener, NULL, NULL, SOCK_CLOEXEC);
 	return NULL;
 }
 
-/* True once the thread sleeps inside accept4(): its fd is reserved by then
- * (__sys_accept4_file() calls get_unused_fd_flags() before do_accept() waits). */
-static int blocked_in_accept(pid_t tid)
+/* An fd at 100 or above: while the acceptor reserves its fd, the main thread must hold no
+ * fd of its own below the reservation, or the reservation lands one higher and the lowest
+ * free fd no longer points at it. */
+static int high_fd(const char *path)
 {
-	char path[64], buf[64];
-	FILE *f;
-	long nr = -1;
+	int fd = open(path, O_RDONLY | O_CLOEXEC), high;
 
-	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", tid);
-	f = fopen(path, "r");
-	if (!f)
+	if (fd < 0)
+		die(path);
+	high = fcntl(fd, F_DUPFD_CLOEXEC, 100);
+	if (high < 0)
+		die("F_DUPFD");
+	close(fd);
+	return high;
+}
+
+/* Opens the acceptor's /proc files, then lets it call accept4(). */
+static void watch(struct acceptor *a)
+{
+	char path[64];
+
+	while (!a->tid)
+		usleep(100);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/syscall", a->tid);
+	a->syscall_fd = high_fd(path);
+	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", a->tid);
+	a->stat_fd = high_fd(path);
+	a->go = 1;
+}
+
+/* True once the thread sleeps inside accept4() (read without opening an fd). */
+static int blocked_in_accept(const struct acceptor *a)
+{
+	char buf[512];
+	ssize_t n = pread(a->syscall_fd, buf, sizeof(buf) - 1, 0);
+
+	if (n <= 0)
 		return 0;
-	if (fgets(buf, sizeof(buf), f))
-		nr = strtol(buf, NULL, 10);
-	fclose(f);
-	if (nr != SYS_accept4)
+	buf[n] = 0;
+	if (strtol(buf, NULL, 10) != SYS_accept4)
 		return 0;
-	snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
-	f = fopen(path, "r");
-	if (!f)
+	n = pread(a->stat_fd, buf, sizeof(buf) - 1, 0);
+	if (n <= 0)
 		return 0;
-	if (!fgets(buf, sizeof(buf), f))
-		buf[0] = 0;
-	fclose(f);
+	buf[n] = 0;
 	return strstr(buf, ") S ") != NULL;
 }
 
 /* The fd a blocked accept4() holds reserved: not open, yet below the lowest free fd
- * (alloc_fd() skips it), or -1. Looked up once the thread sleeps, not before it starts:
- * an fd this thread opens meanwhile (the /proc reads above) can push the reservation up
- * one. */
+ * (alloc_fd() skips it), or -1. */
 static int reserved_fd(void)
 {
 	int lowest = lowest_free_fd();
@@ -141,7 +164,7 @@ static int await_reservation(const struct acceptor *a)
 	for (int i = 0; i < 10000; i++) {
 		int fd;
 
-		if (a->tid && blocked_in_accept(a->tid) && (fd = reserved_fd()) >= 0)
+		if (blocked_in_accept(a) && (fd = reserved_fd()) >= 0)
 			return fd;
 		usleep(1000);
 	}
@@ -154,11 +177,12 @@ static void dup_busy(int rounds, int use_dup3)
 	int busy = 0;
 
 	for (int i = 0; i < rounds; i++) {
-		struct acceptor a = { 0, -1 };
+		struct acceptor a = { .fd = -1 };
 		pthread_t t;
 
 		if (pthread_create(&t, NULL, accept_once, &a))
 			die("pthread_create");
+		watch(&a);
 		int reserved = await_reservation(&a);
 		int ret = use_dup3 ? dup3(0, reserved, O_CLOEXEC) : dup2(0, reserved);
 		if (ret == -1 && errno == EBUSY)
@@ -172,6 +196,8 @@ static void dup_busy(int rounds, int use_dup3)
 		printf("race %d %d\n", a.tid, reserved);
 		close(a.fd);
 		close(client);
+		close(a.syscall_fd);
+		close(a.stat_fd);
 	}
 	printf("busy %d\n", busy);
 }
@@ -478,7 +504,8 @@ static void block(int threads)
 	for (int i = 0; i < threads; i++) {
 		if (pthread_create(&t, NULL, accept_once, &a[i]))
 			die("pthread_create");
-		while (!a[i].tid || !blocked_in_accept(a[i].tid))
+		watch(&a[i]);
+		while (!blocked_in_accept(&a[i]))
 			usleep(1000);
 		printf("blocked %d\n", a[i].tid);
 	}
