@@ -48,7 +48,9 @@ public sealed class PrivilegeDropTests
         Assert.Equal(n + eagain, samples.Sum("socktrace_accept_duration_seconds_count", ("port", port)));
         // The listener table (a hash map) read at scrape time: this listener's backlog.
         string netns = new FileInfo($"/proc/self/ns/net").LinkTarget!.Split('[', ']')[1];
-        Assert.Equal(backlog, samples.Sum("socktrace_listen_queue_limit", ("netns", netns), ("port", port)));
+        var limits = samples.Where(s => s.Name == "socktrace_listen_queue_limit" && s.Labels["port"] == port).ToList();
+        Assert.True(backlog == limits.Where(s => s.Labels["netns"] == netns).Sum(s => s.Value),
+            $"listen_queue_limit of port {port} in netns {netns}: [{string.Join("; ", limits.Select(s => string.Join(",", s.Labels.Select(l => $"{l.Key}={l.Value}")) + $" {s.Value}"))}] of {samples.Count(s => s.Name == "socktrace_listen_queue_limit")} listeners");
         // The per-CPU counters read at scrape time: every record the kernel produced arrived.
         Eventually.True(() =>
         {
