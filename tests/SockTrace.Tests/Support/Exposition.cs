@@ -6,19 +6,16 @@ namespace SockTrace.Tests.Support;
 /// <summary>What <see cref="AcceptMetrics"/> and <see cref="FdRaceMetrics"/> write into /metrics.</summary>
 internal static class Exposition
 {
-    public static string Text(AcceptMetrics metrics, bool openMetrics = false)
-    {
-        var text = new StringBuilder();
-        metrics.WriteTo(new ExpositionWriter(text, openMetrics));
-        return text.ToString();
-    }
+    public static string Text(AcceptMetrics metrics, bool openMetrics = false) => Write(metrics.WriteTo, openMetrics);
 
     public static List<Sample> Of(AcceptMetrics metrics) => PrometheusText.Parse(Text(metrics));
 
-    public static List<Sample> Of(FdRaceMetrics metrics)
+    public static List<Sample> Of(FdRaceMetrics metrics) => PrometheusText.Parse(Write(metrics.WriteTo, openMetrics: false));
+
+    private static string Write(Action<ExpositionWriter> write, bool openMetrics)
     {
         var text = new StringBuilder();
-        metrics.WriteTo(new ExpositionWriter(text, openMetrics: false));
-        return PrometheusText.Parse(text.ToString());
+        write(new ExpositionWriter(text, openMetrics));
+        return text.ToString();
     }
 }
