@@ -17,7 +17,7 @@
 
 #define EBUSY 16
 
-/* dup2/dup3 target fd, by thread, between entry and return. */
+/* dup2/dup3 target fd, by thread, between a kprobe's entry and return. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -59,9 +59,22 @@ static __always_inline void dup_result(long newfd, long ret)
 		st_emit_race(ST_RACE_DUP2_BUSY, newfd, bpf_ktime_get_ns(), 0, 0);
 }
 
+/* At a dup2()/dup3() return that is EBUSY: its target fd is the syscall's second argument,
+ * in the task's saved user registers (bpf_task_pt_regs(), 5.15). Every other return of
+ * every process leaves at the first compare, and no entry program is needed. */
+static __always_inline void dup_returned(long ret)
+{
+	struct pt_regs *regs;
+
+	if (ret != -EBUSY)
+		return;
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	dup_result(PT_REGS_PARM2_CORE_SYSCALL(regs), ret);
+}
+
 static __always_inline void install(long fd)
 {
-	if (st_file_at(st_fdtable(), fd))
+	if (st_file_at(fd))
 		st_emit_race(ST_RACE_INSTALL_OVERWRITE, fd, bpf_ktime_get_ns(), 0, 0);
 }
 
@@ -76,22 +89,19 @@ static __always_inline void install(long fd)
 static __always_inline void close_enter(long fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct st_fd_key key = { .tgid = id >> 32, .fd = fd };
 	struct st_close *last;
 	__u64 now;
 
 	if (!st_is_acceptor(id >> 32))
 		return;
 	now = bpf_ktime_get_ns();
-	if (st_file_at(st_fdtable(), fd)) {
-		struct st_close value = { .ns = now, .tid = (__u32)id };
-
-		bpf_map_update_elem(&st_closes, &key, &value, BPF_ANY);
+	if (st_file_at(fd)) {
+		st_close_note(fd, now);
 		return;
 	}
 	/* A single thread closing numbers it never opened (a daemon after fork) finds no
 	 * close of another thread here. */
-	last = bpf_map_lookup_elem(&st_closes, &key);
+	last = st_close_find(fd);
 	if (last && last->ns && last->tid != (__u32)id && now - last->ns <= st_cfg.double_close_window_ns)
 		st_emit_race(ST_RACE_DOUBLE_CLOSE, fd, now, now - last->ns, last->tid);
 }
@@ -119,31 +129,17 @@ int BPF_KRETPROBE(st_krp_do_dup2, int ret)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int st_tp_enter_dup2(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_arg(&st_dup_calls, ctx->args[1]);
-	return 0;
-}
-
 SEC("tracepoint/syscalls/sys_exit_dup2")
 int st_tp_exit_dup2(struct trace_event_raw_sys_exit *ctx)
 {
-	dup_result(recall_arg(&st_dup_calls), ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_dup3")
-int st_tp_enter_dup3(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_arg(&st_dup_calls, ctx->args[1]);
+	dup_returned(ctx->ret);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_dup3")
 int st_tp_exit_dup3(struct trace_event_raw_sys_exit *ctx)
 {
-	dup_result(recall_arg(&st_dup_calls), ctx->ret);
+	dup_returned(ctx->ret);
 	return 0;
 }
 

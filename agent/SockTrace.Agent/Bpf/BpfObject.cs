@@ -86,6 +86,21 @@ internal sealed unsafe class BpfObject : IDisposable
             throw new BpfException("bpf_map__set_max_entries", -err, $"{ObjectName}/{mapName} = {maxEntries}");
     }
 
+    /// <summary>Makes a map one of another type before load: the one kernels without its own
+    /// type (task storage before 5.11) create for programs whose use of it is never reached.</summary>
+    public void ReplaceMap(string mapName, uint type, uint maxEntries)
+    {
+        EnsureNotLoaded();
+        nint map = FindMap(mapName);
+        int err = Interop.Libbpf.bpf_map__set_type(map, type);
+        if (err == 0)
+            err = Interop.Libbpf.bpf_map__set_map_flags(map, 0);
+        if (err == 0)
+            err = Interop.Libbpf.bpf_map__set_max_entries(map, maxEntries);
+        if (err < 0)
+            throw new BpfException("bpf_map__set_type", -err, $"{ObjectName}/{mapName}");
+    }
+
     public void SetAutoload(string programName, bool autoload)
     {
         EnsureNotLoaded();

@@ -29,11 +29,13 @@ public sealed partial class KernelEventSource : IEventSource
                 _object.SetAutoload(program, chosen.Contains(program));
             _object.SetMaxEntries("st_events", options.RingBufferBytes);
             _object.SetMaxEntries("st_acceptors", AcceptorWords());
-            _object.SetConfig(new BpfConfig
+            bool Attached(Hook hook) => plan.Any(h => h.Hook == hook && h.Mode is not null);
+            kernel.Prepare(_object, new BpfConfig
             {
                 WakeupBytes = options.RingBufferBytes / 4,
                 DoubleCloseWindowNs = (ulong)(options.DoubleCloseWindow.Ticks * 100),
-            });
+                Flags = (Attached(Hooks.Delivery) ? BpfConfigFlags.Delivery : 0) | (Attached(Hooks.Rx) ? BpfConfigFlags.RxDevices : 0),
+            }, options.KernelFeatures);
             _object.Load();
             _kretprobes = new KretprobeMisses(kernel.Tracefs);
             bool kprobeEvents = KprobeEvents.Writable(kernel.Tracefs);
@@ -53,9 +55,10 @@ public sealed partial class KernelEventSource : IEventSource
             }
             Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
-            RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_devices"));
+            RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_cache"), _object.MapFd("st_rx_devices"), _object.MapFd("st_rx_names"));
             Deliveries = new DeliveryCounters(_object.MapFd("st_delivery"), _object.MapFd("st_local_pairs"), _object.MapFd("st_delivery_latency"));
-            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"), _object.MapFd("st_listen_workers"));
+            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"));
+            AcceptErrors = new AcceptErrorTable(_object.MapFd("st_accept_errors"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
         }
@@ -77,6 +80,7 @@ public sealed partial class KernelEventSource : IEventSource
         (UntrackedReasons.MapFull, _counters.Read(KernelCounters.PendingMapFull)),
         (UntrackedReasons.NoEntry, _counters.Read(KernelCounters.NoEntry)),
         (UntrackedReasons.ReturnMissed, _counters.Read(KernelCounters.ReturnMissed)),
+        (UntrackedReasons.ErrorsLost, _counters.Read(KernelCounters.ErrorsLost)),
     ];
 
     public IReadOnlyList<(string Program, ulong Missed)> KretprobeMisses() => _kretprobes.Read();
@@ -87,8 +91,11 @@ public sealed partial class KernelEventSource : IEventSource
     /// <summary>The delivery hook's per-path and local-pair counters; empty when the hook is not loaded.</summary>
     public DeliveryCounters Deliveries { get; }
 
-    /// <summary>Listening sockets seen at an accept or a listen overflow.</summary>
+    /// <summary>Listening sockets seen at listen(), an accept or a listen overflow.</summary>
     public ListenQueueTable ListenQueues { get; }
+
+    /// <summary>Failed accepts, counted in the kernel.</summary>
+    public AcceptErrorTable AcceptErrors { get; }
 
     public event Action<Exception>? Faulted;
 
@@ -158,5 +165,7 @@ public sealed partial class KernelEventSource : IEventSource
     private partial void LogDefaultMaxActive(string function);
 }
 
-/// <summary>Settings of the kernel source, validated by the host before use.</summary>
-public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval, TimeSpan DoubleCloseWindow);
+/// <summary>Settings of the kernel source, validated by the host before use. <paramref name="KernelFeatures"/>
+/// limits what of the kernel the programs use (<see cref="KernelFeatures.KernelFlags"/>: all it has), so that
+/// tests reach the paths of older kernels on this one.</summary>
+public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval, TimeSpan DoubleCloseWindow, BpfConfigFlags KernelFeatures = Bpf.KernelFeatures.KernelFlags);

@@ -22,6 +22,11 @@ public sealed class KernelFeatures
     /// hear it again (each load parses the kernel's BTF: tens of milliseconds of start-up).</summary>
     private Support? _tracingRefused;
 
+    private const uint MapTypeTaskStorage = 29;    // BPF_MAP_TYPE_TASK_STORAGE
+    private const uint ProgTypeTracepoint = 5;     // BPF_PROG_TYPE_TRACEPOINT
+    private const uint HelperTaskPtRegs = 175;     // BPF_FUNC_task_pt_regs
+    private const string CastKfunc = "bpf_rdonly_cast";
+
     private KernelFeatures(string tracefs)
     {
         Tracefs = tracefs;
@@ -32,7 +37,54 @@ public sealed class KernelFeatures
         Kprobes = pmu || events
             ? new(true, pmu ? $"kprobe PMU at {KprobePmu}" : $"{KprobeEvents} (no kprobe PMU)")
             : new(false, $"no kprobe PMU ({KprobePmu}) and no {KprobeEvents}: the kernel is built without CONFIG_KPROBES");
-        _kernelFunctions = KernelFunctionsOf(Hooks.All);
+        _kernelFunctions = KernelFunctionsOf(Hooks.All, CastKfunc);
+        Casts = _kernelFunctions.Contains(CastKfunc);
+        unsafe
+        {
+            LocalStorage = Interop.Libbpf.libbpf_probe_bpf_map_type(MapTypeTaskStorage, null) == 1;
+            TaskPtRegs = Interop.Libbpf.libbpf_probe_bpf_helper(ProgTypeTracepoint, HelperTaskPtRegs, null) == 1;
+        }
+    }
+
+    /// <summary>bpf_rdonly_cast() (6.2): the programs read kernel memory by plain loads.</summary>
+    public bool Casts { get; }
+
+    /// <summary>Task and socket storage for tracing programs (5.11).</summary>
+    public bool LocalStorage { get; }
+
+    /// <summary>bpf_task_pt_regs() (5.15) for tracepoint programs.</summary>
+    public bool TaskPtRegs { get; }
+
+    /// <summary>What the programs are told of this kernel (st_config.flags).</summary>
+    public BpfConfigFlags Flags => (Casts ? BpfConfigFlags.Casts : 0) | (LocalStorage ? BpfConfigFlags.TaskStorage : 0);
+
+    /// <summary>The flags that say what the kernel offers (the others say what is attached).</summary>
+    public const BpfConfigFlags KernelFlags = BpfConfigFlags.Casts | BpfConfigFlags.TaskStorage;
+
+    private const uint MapTypeArray = 2;          // BPF_MAP_TYPE_ARRAY
+    private static readonly string[] TaskStorageMaps = ["st_accept_threads", "st_close_tables"];
+    private const string AcceptCallsMap = "st_accept_calls";
+
+    /// <summary>
+    /// Configures an opened object for this kernel before it is loaded: the programs learn
+    /// what it offers (<paramref name="config"/>'s flags gain <see cref="Flags"/>), a kernel
+    /// without task storage gets a one-slot array in place of each task storage map (its
+    /// programs never reach them), and one with it a one-slot in-flight hash, which only
+    /// older kernels use.
+    /// </summary>
+    /// <param name="features">The kernel features the programs may use (all that it has, unless
+    /// a test takes the older kernels' paths here).</param>
+    internal void Prepare(BpfObject obj, BpfConfig config, BpfConfigFlags features = KernelFlags)
+    {
+        config.Flags |= Flags & features;
+        obj.SetConfig(config);
+        if (config.Flags.HasFlag(BpfConfigFlags.TaskStorage))
+        {
+            obj.SetMaxEntries(AcceptCallsMap, 1);
+            return;
+        }
+        foreach (string map in TaskStorageMaps)
+            obj.ReplaceMap(map, MapTypeArray, 1);
     }
 
     public string Release { get; }
@@ -67,6 +119,11 @@ public sealed class KernelFeatures
         if (!hook.Programs.ContainsKey(mode))
             return new(false, $"hook {hook.Name} has no {mode.Name()} programs");
         var programs = ProgramsFor(hook, mode);
+        var needs = programs.Aggregate(KernelNeeds.None, (all, p) => all | p.Needs);
+        if (needs.HasFlag(KernelNeeds.LocalStorage) && !LocalStorage)
+            return new(false, $"{mode.Name()} programs need BPF task and socket storage (Linux 5.11)");
+        if (needs.HasFlag(KernelNeeds.TaskPtRegs) && !TaskPtRegs)
+            return new(false, $"{mode.Name()} programs need bpf_task_pt_regs() (Linux 5.15)");
         if (mode == AttachMode.Tracepoint)
         {
             var missing = programs.Select(p => p.Tracepoint!).Where(tp => !Directory.Exists(Path.Combine(Tracefs, "events", tp))).ToList();
@@ -97,10 +154,11 @@ public sealed class KernelFeatures
     /// <summary>fentry needs BTF, a JIT with trampolines, and no lockdown or LSM refusing
     /// them, and a <see cref="Hook.LoadProbe"/> hook's tracepoint programs need what their
     /// kernel's BTF has: the only reliable test is to load the programs.</summary>
-    private static Support TryLoad(Hook hook, HookProgram[] programs, AttachMode mode, out int errno)
+    private Support TryLoad(Hook hook, HookProgram[] programs, AttachMode mode, out int errno)
     {
         errno = 0;
         using var obj = BpfObject.OpenEmbedded(BpfObject.Name);
+        Prepare(obj, default);
         var wanted = programs.Select(p => p.Name).ToHashSet();
         foreach (string program in obj.ProgramNames)
             obj.SetAutoload(program, wanted.Contains(program));
@@ -118,9 +176,9 @@ public sealed class KernelFeatures
         }
     }
 
-    private static HashSet<string> KernelFunctionsOf(IEnumerable<Hook> hooks)
+    private static HashSet<string> KernelFunctionsOf(IEnumerable<Hook> hooks, params string[] more)
     {
-        var wanted = hooks.SelectMany(h => h.Programs.Values).SelectMany(p => p).Select(p => p.KernelFunction).OfType<string>().ToHashSet();
+        var wanted = hooks.SelectMany(h => h.Programs.Values).SelectMany(p => p).Select(p => p.KernelFunction).OfType<string>().Concat(more).ToHashSet();
         var lookup = wanted.GetAlternateLookup<ReadOnlySpan<char>>();
         var found = new HashSet<string>();
         // One large read at a time: the kernel formats /proc/kallsyms (over 100,000 lines) per

@@ -35,10 +35,12 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         using var accepted = listener.Accept();
 
         string netns = Inode(veth.NamespaceA);
-        var seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
+        var seen = Assert.Single(pipeline.SettleListeners(netns, port, 1));
         output.WriteLine($"netns {netns} port {port}: {seen}");
         Assert.Equal(Listener0, seen.Key);
-        Assert.Equal(3, seen.Value.Depth);
+        // As the accept left it: what ss -lnt shows now.
+        Assert.Equal(2, RecvQ(veth.NamespaceA, port));
+        Assert.Equal(2, seen.Value.Depth);
         Assert.Equal(4, seen.Value.Limit);
         Assert.Equal(1, seen.Value.Accepts);
         Assert.Equal(0, seen.Value.Overflows);
@@ -183,7 +185,7 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
 
         string netns = Inode(veth.NamespaceA);
         var labels = Enumerable.Range(0, 4).Select(i => $"{VethPair.AddressA}#{i}").ToArray();
-        var seen = pipeline.ScrapeListeners(netns, port);
+        var seen = pipeline.SettleListeners(netns, port, taken.Sum());
         output.WriteLine(string.Join("\n", seen.OrderBy(s => s.Key).Select(s => $"{s.Key}: {s.Value}")));
         Assert.Equal(labels, seen.Keys.Order());
         for (int i = 0; i < 4; i++)
@@ -247,6 +249,7 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
             Assert.Equal("done", python.StandardOutput.ReadLine());
 
             string netns = Inode(veth.NamespaceA);
+            pipeline.SettleListeners(netns, port, 8);
             var seen = pipeline.ScrapeWorkers(netns, port);
             output.WriteLine(string.Join(", ", seen.Select(w => $"{w.Key.Listener} {w.Key.Worker}: {w.Value}")));
             Assert.Equal(new Dictionary<(string, string), long>
@@ -380,7 +383,7 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         Assert.True(acceptor.Join(TimeSpan.FromMinutes(2)), $"the listener accepted 400 connections (so far {acceptedCount})");
 
         string netns = Inode(veth.NamespaceA);
-        var seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
+        var seen = Assert.Single(pipeline.SettleListeners(netns, port, 400));
         output.WriteLine($"{seen}; kernel ListenOverflows {TcpExt(veth.NamespaceA, "ListenOverflows")}, ListenDrops {TcpExt(veth.NamespaceA, "ListenDrops")}");
         Assert.Equal(400, seen.Value.Accepts);
         Assert.Equal(0, seen.Value.Overflows);
