@@ -16,8 +16,10 @@ public enum KernelNeeds
 /// fentry program needs; <see cref="Tracepoint"/> the tracefs event a tracepoint program needs.
 /// <see cref="BlockingReturn"/> marks a kretprobe on a function that sleeps (accept), which
 /// needs a large maxactive (see <see cref="KprobeEvents"/>). An <see cref="Optional"/> program
-/// is attached where its function exists: its mode needs at least one program, not all.</summary>
-public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false, KernelNeeds Needs = KernelNeeds.None);
+/// is attached where its function exists: its mode needs at least one program, not all.
+/// A <see cref="Return"/> program ends what an entry program began; it is attached first, so
+/// that no call the entry program sees can return unseen while the hook is being attached.</summary>
+public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false, KernelNeeds Needs = KernelNeeds.None, bool Return = false);
 
 /// <summary>A logical hook: the same record computed by different programs in each attach mode.
 /// An optional hook that no mode supports is left out instead of stopping the agent. With
@@ -36,19 +38,19 @@ public static class Hooks
         [AttachMode.Fentry] =
         [
             new("st_fe_sys_accept4", "__sys_accept4"),
-            new("st_fx_sys_accept4", "__sys_accept4"),
+            new("st_fx_sys_accept4", "__sys_accept4", Return: true),
         ],
         [AttachMode.Kprobe] =
         [
             new("st_kp_sys_accept4", "__sys_accept4"),
-            new("st_krp_sys_accept4", "__sys_accept4", BlockingReturn: true),
+            new("st_krp_sys_accept4", "__sys_accept4", BlockingReturn: true, Return: true),
         ],
         [AttachMode.Tracepoint] =
         [
             new("st_tp_enter_accept4", Tracepoint: "syscalls/sys_enter_accept4"),
-            new("st_tp_exit_accept4", Tracepoint: "syscalls/sys_exit_accept4"),
+            new("st_tp_exit_accept4", Tracepoint: "syscalls/sys_exit_accept4", Return: true),
             new("st_tp_enter_accept", Tracepoint: "syscalls/sys_enter_accept"),
-            new("st_tp_exit_accept", Tracepoint: "syscalls/sys_exit_accept"),
+            new("st_tp_exit_accept", Tracepoint: "syscalls/sys_exit_accept", Return: true),
         ],
     });
 
@@ -69,7 +71,7 @@ public static class Hooks
     public static readonly Hook Dup = new("dup", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] = [new("st_fx_do_dup2", "do_dup2")],
-        [AttachMode.Kprobe] = [new("st_kp_do_dup2", "do_dup2"), new("st_krp_do_dup2", "do_dup2")],
+        [AttachMode.Kprobe] = [new("st_kp_do_dup2", "do_dup2"), new("st_krp_do_dup2", "do_dup2", Return: true)],
         // Returns only: an EBUSY one reads its target from the syscall's saved registers.
         [AttachMode.Tracepoint] =
         [

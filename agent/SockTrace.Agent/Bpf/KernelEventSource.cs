@@ -46,7 +46,7 @@ public sealed partial class KernelEventSource : IEventSource
                     LogLeftOut(hook.Hook.Name, hook.Why);
                     continue;
                 }
-                foreach (var program in hook.Programs)
+                foreach (var program in hook.Programs.OrderByDescending(p => p.Return))
                 {
                     _links.Add(Attach(program, kprobeEvents, kernel.Tracefs));
                     _attached.Add(program.Name);
