@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The kernel tests on another kernel, in the attach modes this machine's kernel lacks:
 # one boot of a Debian kernel under qemu (run-in-vm.sh; SOCKTRACE_VM_KERNEL picks 6.1,
-# the default, or 6.12), the kernel tests once with
+# the default, 6.12 or 5.10), the kernel tests once with
 # --attach-mode kprobe and once with fentry, each with the NIC tests, whose
 # bytes this script sends from the host into the guest's e1000 NIC, and the differential
 # scenarios (tests/SockTrace.Reference.Tests) in both modes. Category=Kernel

@@ -23,6 +23,7 @@ public static class CheckCommand
         Row(table, "FEATURE", "AVAILABLE", "DETAIL");
         Row(table, "btf", "yes", KernelPreflight.BtfPath);
         Row(table, "tracefs", "yes", kernel.Tracefs);
+        Row(table, "memlock", "yes", MemlockLimit.Ensure());
         Row(table, "kprobe", YesNo(kernel.Kprobes.Available), kernel.Kprobes.Detail);
         bool maxActive = KprobeEvents.Writable(kernel.Tracefs);
         Row(table, "kretprobe maxactive", YesNo(maxActive), maxActive
