@@ -128,9 +128,8 @@ static __always_inline int call_end(struct accept_call *out, struct accept_call 
 	return 1;
 }
 
-static __always_inline void accept_enter(long listen_fd)
+static __always_inline void accept_enter_file(struct file *file)
 {
-	struct file *file = st_file_at(listen_fd);
 	struct sock *sk = st_sock_of_file(file);
 	__u16 family = sk ? ST_READ(sk, __sk_common.skc_family) : 0;
 	struct accept_call call = {};
@@ -148,6 +147,11 @@ static __always_inline void accept_enter(long listen_fd)
 			call.enter_ns = bpf_ktime_get_ns();
 	}
 	call_begin(&call);
+}
+
+static __always_inline void accept_enter(long listen_fd)
+{
+	accept_enter_file(st_file_at(listen_fd));
 }
 
 static __always_inline void count_error(const struct accept_call *call, long err)
@@ -218,6 +222,7 @@ static __always_inline void accept_exit(long ret)
 		st_count(ST_COUNTER_NO_ENTRY);
 		return;
 	}
+	st_self(bpf_get_current_pid_tgid(), ST_SELF_ACCEPT);
 	if (!call.inet)
 		return;
 	if (ret < 0) {
@@ -236,7 +241,8 @@ static __always_inline void accept_exit(long ret)
 
 /* ---- hook "accept": the accept()/accept4() call ---- */
 
-/* __sys_accept4() serves both accept() and accept4() (net/socket.c). */
+/* __sys_accept4() serves both accept() and accept4() (net/socket.c). io_uring accepts
+ * through do_accept() from 5.15, not through it: the accept_io_uring hook counts those. */
 SEC("fentry/__sys_accept4")
 int BPF_PROG(st_fe_sys_accept4, int fd)
 {
@@ -252,6 +258,24 @@ int BPF_PROG(st_fx_sys_accept4, int fd, void *upeer_sockaddr, int *upeer_addrlen
 	return 0;
 }
 
+/* Before 5.15 (no do_accept()), io_uring's io_accept() and __sys_accept4() both call
+ * __sys_accept4_file(), which takes the listener's file and returns the new fd: hooked
+ * instead of __sys_accept4(), it sees both. */
+SEC("fentry/__sys_accept4_file")
+int BPF_PROG(st_fe_sys_accept4_file, struct file *file)
+{
+	accept_enter_file(file);
+	return 0;
+}
+
+SEC("fexit/__sys_accept4_file")
+int BPF_PROG(st_fx_sys_accept4_file, struct file *file, unsigned int file_flags, void *upeer_sockaddr, int *upeer_addrlen,
+	     int flags, unsigned long nofile, int ret)
+{
+	accept_exit(ret);
+	return 0;
+}
+
 SEC("kprobe/__sys_accept4")
 int BPF_KPROBE(st_kp_sys_accept4, int fd)
 {
@@ -261,6 +285,20 @@ int BPF_KPROBE(st_kp_sys_accept4, int fd)
 
 SEC("kretprobe/__sys_accept4")
 int BPF_KRETPROBE(st_krp_sys_accept4, long ret)
+{
+	accept_exit((int)ret);
+	return 0;
+}
+
+SEC("kprobe/__sys_accept4_file")
+int BPF_KPROBE(st_kp_sys_accept4_file, struct file *file)
+{
+	accept_enter_file(st_cast(file, struct file));
+	return 0;
+}
+
+SEC("kretprobe/__sys_accept4_file")
+int BPF_KRETPROBE(st_krp_sys_accept4_file, long ret)
 {
 	accept_exit((int)ret);
 	return 0;
@@ -291,5 +329,109 @@ SEC("tracepoint/syscalls/sys_exit_accept")
 int st_tp_exit_accept(struct trace_event_raw_sys_exit *ctx)
 {
 	accept_exit(ctx->ret);
+	return 0;
+}
+
+/* ---- hook "accept_io_uring": IORING_OP_ACCEPT, single-shot and multishot ----
+ *
+ * An accept request is seen when it is submitted (its listener is its fd, in the submitting
+ * process's table: the SQPOLL thread shares it) and at each completion it posts: one, or
+ * with IORING_ACCEPT_MULTISHOT one per connection while IORING_CQE_F_MORE is set. A
+ * multishot request posts through io_post_aux_cqe(), which passes no request to the
+ * tracepoint, so requests are known by their ring and user_data, which every completion
+ * carries. A completion is posted where the accepted fd is already installed in the
+ * process's table (io_accept(), io_uring/net.c): its file gives the accepted sock. Each
+ * completion's time is counted from its request's submission, or its previous completion.
+ */
+#define IORING_OP_ACCEPT 13
+#define IORING_CQE_F_MORE (1U << 1)
+#define REQ_F_FIXED_FILE 1 /* REQ_F_FIXED_FILE_BIT is IOSQE_FIXED_FILE_BIT, 0 */
+
+struct uring_key {
+	__u64 ring;
+	__u64 user_data;
+};
+
+/* LRU: a request cancelled with its ring may post no last completion. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct uring_key);
+	__type(value, struct accept_call);
+} st_uring_accepts SEC(".maps");
+
+static __always_inline void uring_submitted(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	struct uring_key key = { .ring = (__u64)ctx->ctx, .user_data = ctx->user_data };
+	struct io_kiocb *req = st_cast(ctx->req, struct io_kiocb);
+	struct accept_call call = {};
+	struct sock *sk;
+	__u16 family;
+
+	if (ctx->opcode != IORING_OP_ACCEPT)
+		return;
+	/* A listener in the ring's fixed files is not in the process's table. */
+	if (ctx->flags & REQ_F_FIXED_FILE) {
+		st_count(ST_COUNTER_URING_FIXED);
+		return;
+	}
+	sk = st_sock_of_file(st_file_at(ST_READ(req, cqe.fd)));
+	family = sk ? ST_READ(sk, __sk_common.skc_family) : 0;
+	if (family != ST_AF_INET && family != ST_AF_INET6)
+		return;
+	st_mark_acceptor(bpf_get_current_pid_tgid() >> 32);
+	call.inet = 1;
+	call.listener = (__u64)sk;
+	call.lport = ST_READ(sk, __sk_common.skc_num);
+	call.enter_ns = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&st_uring_accepts, &key, &call, BPF_ANY))
+		st_count(ST_COUNTER_PENDING_FULL);
+}
+
+static __always_inline void uring_completed(struct trace_event_raw_io_uring_complete *ctx)
+{
+	struct uring_key key = { .ring = (__u64)ctx->ctx, .user_data = ctx->user_data };
+	struct accept_call *call, copy;
+	struct sock *sk;
+	int res = ctx->res;
+
+	/* Most completions are of other requests: where the request is named, its opcode says so
+	 * at the cost of a load. */
+	if (st_casts() && ctx->req && st_cast(ctx->req, struct io_kiocb)->opcode != IORING_OP_ACCEPT)
+		return;
+	call = bpf_map_lookup_elem(&st_uring_accepts, &key);
+	if (!call)
+		return;
+	copy = *call;
+	if (res < 0) {
+		count_error(&copy, -res);
+	} else {
+		/* An accept into the ring's fixed files returns a slot, not an fd: the sock in the
+		 * process's table at that number, if any, is not of this listener's port. */
+		sk = st_sock_of_file(st_file_at(res));
+		if (sk && ST_READ(sk, __sk_common.skc_num) == copy.lport) {
+			st_listen_entry(st_cast(copy.listener, struct sock));
+			accept_record(&copy, res);
+		} else {
+			st_count(ST_COUNTER_URING_FIXED);
+		}
+	}
+	if (ctx->cflags & IORING_CQE_F_MORE)
+		call->enter_ns = bpf_ktime_get_ns();
+	else
+		bpf_map_delete_elem(&st_uring_accepts, &key);
+}
+
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int st_tp_io_uring_submit_req(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	uring_submitted(ctx);
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_complete")
+int st_tp_io_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
+{
+	uring_completed(ctx);
 	return 0;
 }

@@ -140,6 +140,25 @@ static __always_inline void st_count(__u32 slot)
 		*v += 1;
 }
 
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_SELF_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} st_self_seen SEC(".maps");
+
+/* A call of the agent's own, which its self-test makes to see that the hook fires. */
+static __always_inline void st_self(__u64 pid_tgid, __u32 slot)
+{
+	__u64 *v;
+
+	if ((__u32)(pid_tgid >> 32) != st_cfg.self_tgid)
+		return;
+	v = bpf_map_lookup_elem(&st_self_seen, &slot);
+	if (v)
+		*v += 1;
+}
+
 /*
  * Reserve a record, counting every attempt and each loss when the ring is full, so the
  * agent can prove produced = delivered + dropped instead of trusting that nothing else

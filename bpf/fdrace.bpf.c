@@ -15,7 +15,9 @@
 #include "common.bpf.h"
 #include "fdrace.bpf.h"
 
+#define EBADF 9
 #define EBUSY 16
+#define EINVAL 22
 
 /* dup2/dup3 target fd, by thread, between a kprobe's entry and return. */
 struct {
@@ -55,19 +57,26 @@ static __always_inline long recall_arg(void *map)
 
 static __always_inline void dup_result(long newfd, long ret)
 {
-	if (ret == -EBUSY && newfd >= 0 && st_is_acceptor(bpf_get_current_pid_tgid() >> 32))
+	__u64 id = bpf_get_current_pid_tgid();
+
+	st_self(id, ST_SELF_DUP);
+	if (ret == -EBUSY && newfd >= 0 && st_is_acceptor(id >> 32))
 		st_emit_race(ST_RACE_DUP2_BUSY, newfd, bpf_ktime_get_ns(), 0, 0);
 }
 
 /* At a dup2()/dup3() return that is EBUSY: its target fd is the syscall's second argument,
  * in the task's saved user registers (bpf_task_pt_regs(), 5.15). Every other return of
- * every process leaves at the first compare, and no entry program is needed. */
+ * every process leaves at the first compare, and no entry program is needed; the
+ * agent's self-test makes failing calls, EBADF and EINVAL, which the second one lets by. */
 static __always_inline void dup_returned(long ret)
 {
 	struct pt_regs *regs;
 
-	if (ret != -EBUSY)
+	if (ret != -EBUSY) {
+		if (ret == -EBADF || ret == -EINVAL)
+			st_self(bpf_get_current_pid_tgid(), ST_SELF_DUP);
 		return;
+	}
 	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
 	dup_result(PT_REGS_PARM2_CORE_SYSCALL(regs), ret);
 }
@@ -92,6 +101,7 @@ static __always_inline void close_enter(long fd)
 	struct st_close *last;
 	__u64 now;
 
+	st_self(id, ST_SELF_CLOSE);
 	if (!st_is_acceptor(id >> 32))
 		return;
 	now = bpf_ktime_get_ns();

@@ -30,7 +30,8 @@
 #define ST_COUNTER_RETURN_MISSED 4  /* an accept began while its thread's previous call still had
 				     * its entry: that call's return was never seen */
 #define ST_COUNTER_ERRORS_LOST 5    /* a failed accept found st_accept_errors full: not counted */
-#define ST_COUNTER_COUNT 6
+#define ST_COUNTER_URING_FIXED 6    /* an io_uring accept on or into the ring's fixed files: not traced */
+#define ST_COUNTER_COUNT 7
 
 /* Every record starts with this header. */
 struct st_record_header {
@@ -226,7 +227,14 @@ struct st_config {
 	__u64 wakeup_bytes;     /* wake the reader only once this much data is pending */
 	__u64 double_close_window_ns; /* an EBADF close this soon after another thread's close is a race */
 	__u32 flags;            /* ST_CFG_* */
-	__u32 _pad0;
+	__u32 self_tgid;        /* the agent's pid: its own calls prove the hooks fire (st_self_seen) */
 };
+
+/* Slots of the per-CPU array st_self_seen: calls of the agent's own that each hook saw, at
+ * its start-up self-test (Bpf/HookSelfTest.cs). */
+#define ST_SELF_ACCEPT 0   /* an accept's return, its entry seen */
+#define ST_SELF_DUP 1      /* a dup2() or dup3() return */
+#define ST_SELF_CLOSE 2    /* a close() */
+#define ST_SELF_COUNT 3
 
 #endif /* SOCKTRACE_H */

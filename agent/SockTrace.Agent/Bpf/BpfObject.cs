@@ -131,6 +131,23 @@ internal sealed unsafe class BpfObject : IDisposable
         return new BpfLinkHandle(link, _handle);
     }
 
+    /// <summary>Attaches a tracepoint program to <paramref name="tracepoint"/> ("category/name"),
+    /// whatever its SEC() name says, or a kprobe program to <paramref name="function"/>.</summary>
+    public BpfLinkHandle AttachTo(string programName, string? tracepoint = null, string? function = null, bool retprobe = false)
+    {
+        if (!_loaded)
+            throw new InvalidOperationException($"{ObjectName}: attach before load");
+        nint prog = FindProgram(programName);
+        string[] parts = tracepoint?.Split('/', 2) ?? [];
+        nint link = LibbpfLog.Capture(() => tracepoint is not null
+            ? Interop.Libbpf.bpf_program__attach_tracepoint(prog, parts[0], parts[1])
+            : Interop.Libbpf.bpf_program__attach_kprobe(prog, retprobe, function!), out string log);
+        if (link == 0)
+            throw new BpfException(tracepoint is not null ? "bpf_program__attach_tracepoint" : "bpf_program__attach_kprobe", Marshal.GetLastPInvokeError(),
+                $"{ObjectName}/{programName} on {tracepoint ?? function}", log);
+        return new BpfLinkHandle(link, _handle);
+    }
+
     /// <summary>Attaches a program to an open perf event; the link owns and closes <paramref name="perfEventFd"/>.</summary>
     public BpfLinkHandle AttachPerfEvent(string programName, int perfEventFd, Action? afterDetach = null)
     {

@@ -16,10 +16,13 @@ public enum KernelNeeds
 /// fentry program needs; <see cref="Tracepoint"/> the tracefs event a tracepoint program needs.
 /// <see cref="BlockingReturn"/> marks a kretprobe on a function that sleeps (accept), which
 /// needs a large maxactive (see <see cref="KprobeEvents"/>). An <see cref="Optional"/> program
-/// is attached where its function exists: its mode needs at least one program, not all.
+/// is attached where its function or tracepoint exists: its mode needs at least one program, not all.
 /// A <see cref="Return"/> program ends what an entry program began; it is attached first, so
-/// that no call the entry program sees can return unseen while the hook is being attached.</summary>
-public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false, KernelNeeds Needs = KernelNeeds.None, bool Return = false);
+/// that no call the entry program sees can return unseen while the hook is being attached.
+/// A program with <see cref="When"/> is one of the hook's only where that kernel function
+/// exists, with <see cref="Unless"/> only where it does not: how a kernel's shape is told.</summary>
+public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false,
+    KernelNeeds Needs = KernelNeeds.None, bool Return = false, string? When = null, string? Unless = null);
 
 /// <summary>A logical hook: the same record computed by different programs in each attach mode.
 /// An optional hook that no mode supports is left out instead of stopping the agent. With
@@ -33,17 +36,24 @@ public sealed record Hook(string Name, IReadOnlyDictionary<AttachMode, HookProgr
 /// tracepoint, st_tp_btf_ a BTF tracepoint.</summary>
 public static class Hooks
 {
+    /// <summary>Where do_accept() exists (5.15 on), io_uring accepts through it and the
+    /// syscall programs are on __sys_accept4(), with <see cref="AcceptIoUring"/> beside them;
+    /// before, both paths meet in __sys_accept4_file(), hooked instead (bpf/accept.bpf.c).</summary>
     public static readonly Hook Accept = new("accept", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] =
         [
-            new("st_fe_sys_accept4", "__sys_accept4"),
-            new("st_fx_sys_accept4", "__sys_accept4", Return: true),
+            new("st_fe_sys_accept4", "__sys_accept4", When: DoAccept),
+            new("st_fx_sys_accept4", "__sys_accept4", Return: true, When: DoAccept),
+            new("st_fe_sys_accept4_file", "__sys_accept4_file", Unless: DoAccept),
+            new("st_fx_sys_accept4_file", "__sys_accept4_file", Return: true, Unless: DoAccept),
         ],
         [AttachMode.Kprobe] =
         [
-            new("st_kp_sys_accept4", "__sys_accept4"),
-            new("st_krp_sys_accept4", "__sys_accept4", BlockingReturn: true, Return: true),
+            new("st_kp_sys_accept4", "__sys_accept4", When: DoAccept),
+            new("st_krp_sys_accept4", "__sys_accept4", BlockingReturn: true, Return: true, When: DoAccept),
+            new("st_kp_sys_accept4_file", "__sys_accept4_file", Unless: DoAccept),
+            new("st_krp_sys_accept4_file", "__sys_accept4_file", BlockingReturn: true, Return: true, Unless: DoAccept),
         ],
         [AttachMode.Tracepoint] =
         [
@@ -62,6 +72,22 @@ public static class Hooks
     /// in kernel/trace/bpf_trace.c, bpf_prog_active), so the record or the packet would be lost.
     /// fentry and tp_btf programs guard recursion per program, and tp_btf exists wherever the
     /// agent runs (it needs BTF).</summary>
+    /// <summary>The kernel function that tells the shape of the accept path.</summary>
+    public const string DoAccept = "do_accept";
+
+    /// <summary>io_uring's IORING_OP_ACCEPT where it does not pass through
+    /// <see cref="Accept"/>'s programs: the io_uring tracepoints, in every mode (stable where
+    /// do_accept() is not: its arguments changed in 6.10), with io_uring_submit_req's request
+    /// (5.19 on). Where __sys_accept4_file() carries io_uring's accepts too, it is not needed.</summary>
+    public static readonly Hook AcceptIoUring = new("accept_io_uring", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Tracepoint] =
+        [
+            new("st_tp_io_uring_complete", Tracepoint: "io_uring/io_uring_complete", Return: true),
+            new("st_tp_io_uring_submit_req", Tracepoint: "io_uring/io_uring_submit_req"),
+        ],
+    }, Required: false, LoadProbe: true);
+
     public static readonly Hook SockEstablished = new("sock_established", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] = [new("st_fe_tcp_set_state", "tcp_set_state")],
@@ -72,10 +98,11 @@ public static class Hooks
     {
         [AttachMode.Fentry] = [new("st_fx_do_dup2", "do_dup2")],
         [AttachMode.Kprobe] = [new("st_kp_do_dup2", "do_dup2"), new("st_krp_do_dup2", "do_dup2", Return: true)],
-        // Returns only: an EBUSY one reads its target from the syscall's saved registers.
+        // Returns only: an EBUSY one reads its target from the syscall's saved registers. arm64
+        // has no dup2 syscall (glibc's dup2() is dup3()).
         [AttachMode.Tracepoint] =
         [
-            new("st_tp_exit_dup2", Tracepoint: "syscalls/sys_exit_dup2", Needs: KernelNeeds.TaskPtRegs),
+            new("st_tp_exit_dup2", Tracepoint: "syscalls/sys_exit_dup2", Needs: KernelNeeds.TaskPtRegs, Optional: true),
             new("st_tp_exit_dup3", Tracepoint: "syscalls/sys_exit_dup3", Needs: KernelNeeds.TaskPtRegs),
         ],
     });
@@ -152,5 +179,5 @@ public static class Hooks
         [AttachMode.Tracepoint] = [new("st_tp_btf_sk_data_ready", Tracepoint: "sock/sk_data_ready", Needs: KernelNeeds.LocalStorage)],
     }, Required: false);
 
-    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close, Rx, ListenOverflow, Delivery];
+    public static readonly IReadOnlyList<Hook> All = [Accept, AcceptIoUring, SockEstablished, Dup, FdInstall, Close, Rx, ListenOverflow, Delivery];
 }

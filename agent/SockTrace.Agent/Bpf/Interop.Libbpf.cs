@@ -53,6 +53,12 @@ internal static unsafe partial class Interop
         [LibraryImport(Library, SetLastError = true)]
         internal static partial nint bpf_program__attach(nint prog);
 
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial nint bpf_program__attach_tracepoint(nint prog, string category, string name);
+
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial nint bpf_program__attach_kprobe(nint prog, [MarshalAs(UnmanagedType.U1)] bool retprobe, string function);
+
         [LibraryImport(Library, SetLastError = true)]
         internal static partial nint bpf_program__attach_perf_event(nint prog, int pfd);
 

@@ -14,6 +14,7 @@ public sealed partial class KernelEventSource : IEventSource
     private readonly List<BpfLinkHandle> _links = [];
     private readonly List<string> _attached = [];
     private readonly PerCpuCounters _counters;
+    private readonly PerCpuCounters _selfSeen;
     private readonly KretprobeMisses _kretprobes;
     private readonly RingBufferReader _reader;
     private readonly ILogger _logger;
@@ -21,6 +22,7 @@ public sealed partial class KernelEventSource : IEventSource
     public KernelEventSource(IRecordSink sink, IReadOnlyList<HookPlan> plan, KernelFeatures kernel, KernelSourceOptions options, ILogger logger)
     {
         _logger = logger;
+        Plan = plan;
         _object = BpfObject.OpenEmbedded(BpfObject.Name);
         try
         {
@@ -35,6 +37,7 @@ public sealed partial class KernelEventSource : IEventSource
                 WakeupBytes = options.RingBufferBytes / 4,
                 DoubleCloseWindowNs = (ulong)(options.DoubleCloseWindow.Ticks * 100),
                 Flags = (Attached(Hooks.Delivery) ? BpfConfigFlags.Delivery : 0) | (Attached(Hooks.Rx) ? BpfConfigFlags.RxDevices : 0),
+                SelfTgid = (uint)Environment.ProcessId,
             }, options.KernelFeatures);
             _object.Load();
             _kretprobes = new KretprobeMisses(kernel.Tracefs);
@@ -55,6 +58,7 @@ public sealed partial class KernelEventSource : IEventSource
             }
             Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
+            _selfSeen = new PerCpuCounters(_object.MapFd("st_self_seen"));
             RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_cache"), _object.MapFd("st_rx_devices"), _object.MapFd("st_rx_names"));
             Deliveries = new DeliveryCounters(_object.MapFd("st_delivery"), _object.MapFd("st_local_pairs"), _object.MapFd("st_delivery_latency"));
             ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"));
@@ -73,6 +77,12 @@ public sealed partial class KernelEventSource : IEventSource
 
     public ulong RecordsDropped => _counters.Read(KernelCounters.RingBufferDrops);
 
+    /// <summary>The agent's own calls each self-tested hook saw (<see cref="HookSelfTest"/>).</summary>
+    internal ulong SelfSeen(uint slot) => _selfSeen.Read(slot);
+
+    /// <summary>The plan this source attached.</summary>
+    public IReadOnlyList<HookPlan> Plan { get; private set; } = [];
+
     public ulong? RecordsProduced => _counters.Read(KernelCounters.RecordsProduced);
 
     public IReadOnlyList<(string Reason, ulong Calls)> UntrackedCalls() =>
@@ -81,6 +91,7 @@ public sealed partial class KernelEventSource : IEventSource
         (UntrackedReasons.NoEntry, _counters.Read(KernelCounters.NoEntry)),
         (UntrackedReasons.ReturnMissed, _counters.Read(KernelCounters.ReturnMissed)),
         (UntrackedReasons.ErrorsLost, _counters.Read(KernelCounters.ErrorsLost)),
+        (UntrackedReasons.UringFixedFile, _counters.Read(KernelCounters.UringFixed)),
     ];
 
     public IReadOnlyList<(string Program, ulong Missed)> KretprobeMisses() => _kretprobes.Read();
@@ -123,7 +134,16 @@ public sealed partial class KernelEventSource : IEventSource
         }
         if (program.BlockingReturn)
             LogDefaultMaxActive(program.KernelFunction!);
-        var link = _object.Attach(program.Name);
+        // Where the hook says, not only where the program's SEC() name says: a program can be
+        // put elsewhere (the hook self-test's tests put one where it never fires).
+        var link = program.Name switch
+        {
+            _ when program.Name.StartsWith("st_tp_btf_", StringComparison.Ordinal) => _object.Attach(program.Name),
+            _ when program.Name.StartsWith("st_tp_", StringComparison.Ordinal) => _object.AttachTo(program.Name, tracepoint: program.Tracepoint),
+            _ when program.Name.StartsWith("st_kp_", StringComparison.Ordinal) => _object.AttachTo(program.Name, function: program.KernelFunction),
+            _ when program.Name.StartsWith(Bpf.KretprobeMisses.ProgramPrefix, StringComparison.Ordinal) => _object.AttachTo(program.Name, function: program.KernelFunction, retprobe: true),
+            _ => _object.Attach(program.Name),
+        };
         if (Bpf.KretprobeMisses.IsKretprobe(program.Name))
             _kretprobes.AddLink(program.Name, link);
         return link;

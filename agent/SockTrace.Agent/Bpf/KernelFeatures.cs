@@ -97,6 +97,14 @@ public sealed class KernelFeatures
 
     public Support Fentry => Supports(Hooks.Accept, AttachMode.Fentry);
 
+    /// <summary>Marks a mode of a hook unusable (it attached, but did not fire): planned again,
+    /// the hook takes the next one.</summary>
+    public void Exclude(Hook hook, AttachMode mode, string why)
+    {
+        lock (_cache)
+            _cache[(hook, mode)] = new(false, why);
+    }
+
     public Support Supports(Hook hook, AttachMode mode)
     {
         lock (_cache)
@@ -111,8 +119,12 @@ public sealed class KernelFeatures
     /// kernel can take: all but the optional ones whose function it does not have.</summary>
     public HookProgram[] ProgramsFor(Hook hook, AttachMode mode) =>
         hook.Programs.TryGetValue(mode, out var programs)
-            ? [.. programs.Where(p => !p.Optional || _kernelFunctions.Contains(p.KernelFunction!))]
+            ? [.. programs.Where(p => (!p.Optional || (p.KernelFunction is { } f ? _kernelFunctions.Contains(f) : Directory.Exists(Path.Combine(Tracefs, "events", p.Tracepoint!))))
+                && (p.When is null || _kernelFunctions.Contains(p.When)) && (p.Unless is null || !_kernelFunctions.Contains(p.Unless)))]
             : [];
+
+    /// <summary>Whether the kernel has this function (in /proc/kallsyms).</summary>
+    public bool HasFunction(string name) => _kernelFunctions.Contains(name);
 
     private Support Measure(Hook hook, AttachMode mode)
     {
@@ -178,7 +190,9 @@ public sealed class KernelFeatures
 
     private static HashSet<string> KernelFunctionsOf(IEnumerable<Hook> hooks, params string[] more)
     {
-        var wanted = hooks.SelectMany(h => h.Programs.Values).SelectMany(p => p).Select(p => p.KernelFunction).OfType<string>().Concat(more).ToHashSet();
+        var programs = hooks.SelectMany(h => h.Programs.Values).SelectMany(p => p).ToList();
+        var wanted = programs.Select(p => p.KernelFunction).Concat(programs.Select(p => p.When)).Concat(programs.Select(p => p.Unless))
+            .OfType<string>().Concat(more).ToHashSet();
         var lookup = wanted.GetAlternateLookup<ReadOnlySpan<char>>();
         var found = new HashSet<string>();
         // One large read at a time: the kernel formats /proc/kallsyms (over 100,000 lines) per

@@ -25,6 +25,7 @@ public sealed class AcceptJoin(IAcceptHandler next, TimeSpan? generation = null)
     private readonly Generations<ulong, (ulong Ns, Endpoint Peer)> _established = new(generation ?? Generation);
     private readonly Generations<Endpoint, bool> _clients = new(generation ?? Generation);
     private long _unstamped;
+    private (uint Pid, ushort Port) _ignored;
 
     /// <summary>Accepted connections whose queue wait is unknown: no ESTABLISHED record of their
     /// sock was seen (lost to a full ring, forgotten, or the connection began before the agent).</summary>
@@ -35,8 +36,14 @@ public sealed class AcceptJoin(IAcceptHandler next, TimeSpan? generation = null)
 
     public void OnClient(in ClientRecord r) => _clients.Set(EndpointOf(r.Family, r.Addr, r.Port), true);
 
+    /// <summary>Drops the accepts of <paramref name="pid"/> from <paramref name="port"/>: the
+    /// agent's own, which prove that the accept hook fires (Bpf.HookSelfTest).</summary>
+    public void Ignore(uint pid, ushort port) => _ignored = (pid, port);
+
     public void OnAccept(in AcceptRecord r)
     {
+        if (r.Pid == _ignored.Pid && r.ListenPort == _ignored.Port)
+            return;
         if (r.Ret < 0 || r.Sock == 0 || (r.EstablishedNs != 0 && r.PeerLocal != 0))
         {
             next.OnAccept(in r);

@@ -39,6 +39,7 @@ public static class KernelCounters
     public const uint NoEntry = 3;
     public const uint ReturnMissed = 4;
     public const uint ErrorsLost = 5;
+    public const uint UringFixed = 6;
 }
 
 /// <summary>The reason label of socktrace_untracked_calls_total.</summary>
@@ -57,6 +58,9 @@ public static class UntrackedReasons
 
     /// <summary>A failed accept found the kernel's error counts full (ST_COUNTER_ERRORS_LOST).</summary>
     public const string ErrorsLost = "errors_lost";
+
+    /// <summary>An io_uring accept on a listener in, or into, the ring's fixed files (ST_COUNTER_URING_FIXED).</summary>
+    public const string UringFixedFile = "io_uring_fixed_file";
 }
 
 [StructLayout(LayoutKind.Sequential)]
@@ -173,7 +177,8 @@ public struct BpfConfig
     public ulong WakeupBytes;
     public ulong DoubleCloseWindowNs;
     public BpfConfigFlags Flags;
-    private uint _pad0;
+    /// <summary>The agent's pid: its own calls prove that the hooks fire (st_self_seen).</summary>
+    public uint SelfTgid;
 }
 
 /// <summary>A fixed 16-byte field (addresses, task comm), usable as a span.</summary>

@@ -36,8 +36,8 @@ public sealed partial class AgentService(
         LibbpfLog.Install(loggerFactory.CreateLogger("SockTrace.Libbpf"));
         KernelPreflight.Run();
         var kernel = KernelFeatures.Probe();
-        var plan = AttachPlan.For(kernel, options.AttachMode, options.Hooks);
-        var source = new KernelEventSource(pipeline.Decoder, plan, kernel, options.KernelSource, _logger);
+        var source = KernelAttach.Start(pipeline.Decoder, kernel, options.AttachMode, options.Hooks, options.KernelSource, _logger,
+            port => pipeline.Join.Ignore((uint)Environment.ProcessId, (ushort)port));
         source.Faulted += OnFaulted;
         pipeline.Observe(source, agentMetrics, listenMetrics, options.RxMetrics ? rxMetrics : null, options.RxMetrics ? deliveryMetrics : null);
         source.Start();

@@ -29,7 +29,7 @@ public sealed class AgentMetrics
         meter.CreateObservableCounter("socktrace.records.produced", ObserveProduced,
             description: "Records the kernel tried to write to the ring buffer; equals the sum of socktrace_events_total and socktrace_ringbuf_drops_total once the ring is drained.");
         meter.CreateObservableCounter("socktrace.untracked_calls", ObserveUntracked,
-            description: "Traced calls that produced no record, by reason (counted in the kernel): map_full, an in-flight map entry (accept, dup2, close) could not be stored; no_entry, an accept returned with no entry (begun before the agent attached, or evicted); return_missed, an accept's return was never seen; errors_lost, a failed accept found the kernel's error counts full.");
+            description: "Traced calls that produced no record, by reason (counted in the kernel): map_full, an in-flight map entry (accept, dup2, close) could not be stored; no_entry, an accept returned with no entry (begun before the agent attached, or evicted); return_missed, an accept's return was never seen; errors_lost, a failed accept found the kernel's error counts full; io_uring_fixed_file, an io_uring accept on a listener in, or into, the ring's fixed files.");
         meter.CreateObservableCounter("socktrace.accept.queue_wait.unknown", ObserveUnstamped,
             description: "Accepted connections whose queue wait is not in socktrace_accept_queue_wait_seconds: no record of their becoming ESTABLISHED was seen (lost to a full ring buffer, or begun before the agent started).");
         meter.CreateObservableCounter("socktrace.kretprobe.misses", ObserveKretprobeMisses,

@@ -96,6 +96,7 @@ public sealed class RecordLayoutTests
         { "st_config.wakeup_bytes", typeof(BpfConfig), nameof(BpfConfig.WakeupBytes) },
         { "st_config.double_close_window_ns", typeof(BpfConfig), nameof(BpfConfig.DoubleCloseWindowNs) },
         { "st_config.flags", typeof(BpfConfig), nameof(BpfConfig.Flags) },
+        { "st_config.self_tgid", typeof(BpfConfig), nameof(BpfConfig.SelfTgid) },
     };
 
     public static TheoryData<string, Type> Structs => new()
@@ -142,6 +143,10 @@ public sealed class RecordLayoutTests
         Assert.Equal(KernelCounters.NoEntry, CLayout.Value["ST_COUNTER_NO_ENTRY"]);
         Assert.Equal(KernelCounters.ReturnMissed, CLayout.Value["ST_COUNTER_RETURN_MISSED"]);
         Assert.Equal(KernelCounters.ErrorsLost, CLayout.Value["ST_COUNTER_ERRORS_LOST"]);
+        Assert.Equal(KernelCounters.UringFixed, CLayout.Value["ST_COUNTER_URING_FIXED"]);
+        Assert.Equal(SockTrace.Agent.Bpf.HookSelfTest.SelfAccept, CLayout.Value["ST_SELF_ACCEPT"]);
+        Assert.Equal(SockTrace.Agent.Bpf.HookSelfTest.SelfDup, CLayout.Value["ST_SELF_DUP"]);
+        Assert.Equal(SockTrace.Agent.Bpf.HookSelfTest.SelfClose, CLayout.Value["ST_SELF_CLOSE"]);
         Assert.Equal(RecordTypes.Established, CLayout.Value["ST_RECORD_ESTABLISHED"]);
         Assert.Equal(RecordTypes.Client, CLayout.Value["ST_RECORD_CLIENT"]);
         Assert.Equal((uint)BpfConfigFlags.Casts, CLayout.Value["ST_CFG_CASTS"]);
@@ -177,7 +182,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_COUNTER_NO_ENTRY", "ST_COUNTER_RETURN_MISSED", "ST_COUNTER_ERRORS_LOST", "ST_RECORD_ESTABLISHED", "ST_RECORD_CLIENT", "ST_CFG_CASTS", "ST_CFG_TASK_STORAGE", "ST_CFG_DELIVERY", "ST_CFG_RX_DEVICES", "ST_RX_CACHE_SLOTS", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_COUNTER_NO_ENTRY", "ST_COUNTER_RETURN_MISSED", "ST_COUNTER_ERRORS_LOST", "ST_COUNTER_URING_FIXED", "ST_SELF_ACCEPT", "ST_SELF_DUP", "ST_SELF_CLOSE", "ST_RECORD_ESTABLISHED", "ST_RECORD_CLIENT", "ST_CFG_CASTS", "ST_CFG_TASK_STORAGE", "ST_CFG_DELIVERY", "ST_CFG_RX_DEVICES", "ST_RX_CACHE_SLOTS", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
             lines.Add($"P(\"{constant}\", {constant});");
         lines.Add("P(\"offsetof bpf_prog_info.recursion_misses\", offsetof(struct bpf_prog_info, recursion_misses));");
         lines.Add("P(\"sizeof bpf_prog_info\", sizeof(struct bpf_prog_info));");

@@ -38,7 +38,7 @@ public sealed class AgentProcessTests
         Assert.Equal(0, samples.Sum("socktrace_ringbuf_drops_total"));
         // One series per reason. no_entry is not asserted: another process's accept that was
         // in flight when the agent attached counts there, as it should.
-        Assert.Equal(["errors_lost", "map_full", "no_entry", "return_missed"],
+        Assert.Equal(["errors_lost", "io_uring_fixed_file", "map_full", "no_entry", "return_missed"],
             samples.Where(s => s.Name == "socktrace_untracked_calls_total").Select(s => s.Labels["reason"]).Order());
         Assert.Equal(0, samples.Sum("socktrace_untracked_calls_total", ("reason", "map_full")));
         Assert.Equal(0, samples.Sum("socktrace_untracked_calls_total", ("reason", "return_missed")));
