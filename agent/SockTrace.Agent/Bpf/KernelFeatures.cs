@@ -11,11 +11,12 @@ public readonly record struct Support(bool Available, string Detail);
 /// kprobe PMU and kprobe_events are looked up, each kernel function is looked up in
 /// kallsyms, each tracepoint in tracefs, and fentry is tried by loading the programs.
 /// </summary>
-public sealed class KernelFeatures
+public sealed partial class KernelFeatures
 {
     private const string KprobePmu = "/sys/bus/event_source/devices/kprobe";
     private const int Eperm = 1;
     private readonly Dictionary<(Hook, AttachMode), Support> _cache = [];
+    private readonly Dictionary<(Hook, AttachMode), Support> _loaded = [];
     private readonly HashSet<string> _kernelFunctions;
     /// <summary>Set when the kernel refused a tracing program with EPERM: lockdown or an LSM
     /// refuses the program type, for every hook alike, so the other hooks are not loaded to
@@ -144,7 +145,7 @@ public sealed class KernelFeatures
             var found = new Support(true, string.Join(", ", programs.Select(p => p.Tracepoint).Distinct()));
             if (!hook.LoadProbe)
                 return found;
-            var loaded = LibbpfLog.Probing(() => TryLoad(hook, programs, mode, out _));
+            var loaded = Loaded(hook, mode, programs);
             return loaded.Available ? found : loaded;
         }
         var absent = programs.Select(p => p.KernelFunction!).Distinct().Where(f => !_kernelFunctions.Contains(f)).ToList();
@@ -156,22 +157,62 @@ public sealed class KernelFeatures
             return Kprobes.Available ? new(true, Kprobes.Detail) : Kprobes;
         if (_tracingRefused is { } refused)
             return refused;
-        int errno = 0;
-        var support = LibbpfLog.Probing(() => TryLoad(hook, programs, mode, out errno));
-        if (errno == Eperm)
-            _tracingRefused = support;
-        return support;
+        return Loaded(hook, mode, programs);
+    }
+
+    /// <summary>
+    /// Whether the programs load, for every hook of the agent at once: the first hook asked
+    /// about a mode loads all hooks' candidates for it in one object (each load parses the
+    /// kernel's BTF, tens of milliseconds), and a program that fails takes its hook out and the
+    /// rest load again. EPERM for a tracing program is lockdown or an LSM refusing the type, for
+    /// every hook alike. A hook that is not one of the agent's (a test's) is loaded alone.
+    /// </summary>
+    private Support Loaded(Hook hook, AttachMode mode, HookProgram[] programs)
+    {
+        if (_loaded.TryGetValue((hook, mode), out var known))
+            return known;
+        if (!Hooks.All.Contains(hook))
+            return LibbpfLog.Probing(() => TryLoad([(hook, programs)], mode, out _, out _));
+        var pending = Hooks.All.Where(h => h.Programs.ContainsKey(mode) && (mode != AttachMode.Tracepoint || h.LoadProbe))
+            .Select(h => (Hook: h, Programs: ProgramsFor(h, mode)))
+            .Where(c => c.Programs.Length > 0 && c.Programs.All(p => p.KernelFunction is null || _kernelFunctions.Contains(p.KernelFunction))
+                && (mode != AttachMode.Tracepoint || c.Programs.All(p => Directory.Exists(Path.Combine(Tracefs, "events", p.Tracepoint!)))))
+            .ToList();
+        if (!pending.Any(c => c.Hook == hook))
+            pending.Add((hook, programs));
+        while (pending.Count > 0)
+        {
+            int errno = 0;
+            string? failed = null;
+            var support = LibbpfLog.Probing(() => TryLoad(pending, mode, out errno, out failed));
+            if (support.Available || errno == Eperm || pending.Count == 1)
+            {
+                foreach (var c in pending)
+                    _loaded[(c.Hook, mode)] = support;
+                if (errno == Eperm && mode == AttachMode.Fentry)
+                    _tracingRefused = support;
+                break;
+            }
+            // The program libbpf named, or, unnamed, the first hook's: it is tried alone next.
+            var culprit = pending.FirstOrDefault(c => c.Programs.Any(p => p.Name == failed));
+            if (culprit.Hook is null)
+                culprit = pending[0];
+            _loaded[(culprit.Hook, mode)] = LibbpfLog.Probing(() => TryLoad([culprit], mode, out _, out _));
+            pending.Remove(culprit);
+        }
+        return _loaded.TryGetValue((hook, mode), out var result) ? result : new(false, $"loading {mode.Name()} programs failed");
     }
 
     /// <summary>fentry needs BTF, a JIT with trampolines, and no lockdown or LSM refusing
     /// them, and a <see cref="Hook.LoadProbe"/> hook's tracepoint programs need what their
     /// kernel's BTF has: the only reliable test is to load the programs.</summary>
-    private Support TryLoad(Hook hook, HookProgram[] programs, AttachMode mode, out int errno)
+    private Support TryLoad(IEnumerable<(Hook Hook, HookProgram[] Programs)> hooks, AttachMode mode, out int errno, out string? failed)
     {
         errno = 0;
+        failed = null;
         using var obj = BpfObject.OpenEmbedded(BpfObject.Name);
         Prepare(obj, default);
-        var wanted = programs.Select(p => p.Name).ToHashSet();
+        var wanted = hooks.SelectMany(h => h.Programs).Select(p => p.Name).ToHashSet();
         foreach (string program in obj.ProgramNames)
             obj.SetAutoload(program, wanted.Contains(program));
         try
@@ -182,6 +223,7 @@ public sealed class KernelFeatures
         catch (BpfException ex)
         {
             errno = ex.Errno;
+            failed = FailedProgram().Match(ex.LibbpfLog ?? "") is { Success: true } m ? m.Groups[1].Value : null;
             string hint = ex.Errno == Eperm ? " (kernel lockdown or a BPF LSM refuses tracing programs)"
                 : mode == AttachMode.Tracepoint ? " (this kernel's tracepoint arguments or drop reasons differ)" : "";
             return new(false, $"loading {mode.Name()} programs failed: {ErrnoNames.Describe(ex.Errno)}{hint}");
@@ -226,4 +268,9 @@ public sealed class KernelFeatures
         }
         return found;
     }
+
+    /// <summary>libbpf's line for the program that failed ("prog 'NAME': BPF program load failed: ..."
+    /// or "... failed to load: ..."), from its log.</summary>
+    [System.Text.RegularExpressions.GeneratedRegex(@"prog '(\w+)': (?:BPF program load failed|failed to load|relo #\d+: )")]
+    private static partial System.Text.RegularExpressions.Regex FailedProgram();
 }

@@ -17,7 +17,7 @@ namespace SockTrace.Agent.Events;
 /// </summary>
 public sealed class AcceptJoin(IAcceptHandler next, TimeSpan? generation = null) : IAcceptHandler, IConnectionHandler
 {
-    public const int Capacity = 32768;
+    public const int Capacity = 65536;
     public static readonly TimeSpan Generation = TimeSpan.FromMinutes(5);
 
     private readonly record struct Endpoint(ulong Addr0, ulong Addr1, ushort Port);
