@@ -360,22 +360,45 @@ struct {
 	__type(value, struct accept_call);
 } st_uring_accepts SEC(".maps");
 
-static __always_inline void uring_submitted(struct trace_event_raw_io_uring_submit_req *ctx)
+/* io_uring_submit_sqe, as the tracepoint was called before 5.19 (Debian's 5.10 has it, with
+ * 5.15's io_uring): its request, opcode, user_data and flags, as io_uring_submit_req has them. */
+struct trace_event_raw_io_uring_submit_sqe {
+	struct trace_entry ent;
+	void *ctx;
+	void *req;
+	__u8 opcode;
+	__u64 user_data;
+	__u32 flags;
+} __attribute__((preserve_access_index));
+
+/* io_kiocb before io_uring kept a request's fd in cqe (6.0): no cqe, its file set at submission. */
+struct io_kiocb___old {
+	struct file *file;
+} __attribute__((preserve_access_index));
+
+static __always_inline void uring_submitted(void *ring, void *request, __u8 opcode, __u64 user_data, __u64 flags)
 {
-	struct uring_key key = { .ring = (__u64)ctx->ctx, .user_data = ctx->user_data };
-	struct io_kiocb *req = st_cast(ctx->req, struct io_kiocb);
+	struct uring_key key = { .ring = (__u64)ring, .user_data = user_data };
+	struct io_kiocb *req = st_cast(request, struct io_kiocb);
 	struct accept_call call = {};
+	struct file *file;
 	struct sock *sk;
 	__u16 family;
 
-	if (ctx->opcode != IORING_OP_ACCEPT)
+	if (opcode != IORING_OP_ACCEPT)
 		return;
-	/* A listener in the ring's fixed files is not in the process's table. */
-	if (ctx->flags & REQ_F_FIXED_FILE) {
+	/* Until 6.0 the listener's file is the request's at submission (its fixed file too);
+	 * from then on it is looked up when the request is issued, and the fd is in cqe. */
+	if (!bpf_core_field_exists(req->cqe)) {
+		file = st_cast(ST_READ((struct io_kiocb___old *)req, file), struct file);
+	} else if (flags & REQ_F_FIXED_FILE) {
+		/* A listener in the ring's fixed files is not in the process's table. */
 		st_count(ST_COUNTER_URING_FIXED);
 		return;
+	} else {
+		file = st_file_at(ST_READ(req, cqe.fd));
 	}
-	sk = st_sock_of_file(st_file_at(ST_READ(req, cqe.fd)));
+	sk = st_sock_of_file(file);
 	family = sk ? ST_READ(sk, __sk_common.skc_family) : 0;
 	if (family != ST_AF_INET && family != ST_AF_INET6)
 		return;
@@ -395,9 +418,10 @@ static __always_inline void uring_completed(struct trace_event_raw_io_uring_comp
 	struct sock *sk;
 	int res = ctx->res;
 
-	/* Most completions are of other requests: where the request is named, its opcode says so
-	 * at the cost of a load. */
-	if (st_casts() && ctx->req && st_cast(ctx->req, struct io_kiocb)->opcode != IORING_OP_ACCEPT)
+	/* Most completions are of other requests: where the request is named (5.19 on), its
+	 * opcode says so at the cost of a load. */
+	if (bpf_core_field_exists(ctx->req) && st_casts() && ctx->req &&
+	    st_cast(ctx->req, struct io_kiocb)->opcode != IORING_OP_ACCEPT)
 		return;
 	call = bpf_map_lookup_elem(&st_uring_accepts, &key);
 	if (!call)
@@ -425,7 +449,14 @@ static __always_inline void uring_completed(struct trace_event_raw_io_uring_comp
 SEC("tracepoint/io_uring/io_uring_submit_req")
 int st_tp_io_uring_submit_req(struct trace_event_raw_io_uring_submit_req *ctx)
 {
-	uring_submitted(ctx);
+	uring_submitted(ctx->ctx, ctx->req, ctx->opcode, ctx->user_data, ctx->flags);
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_submit_sqe")
+int st_tp_io_uring_submit_sqe(struct trace_event_raw_io_uring_submit_sqe *ctx)
+{
+	uring_submitted(ctx->ctx, ctx->req, ctx->opcode, ctx->user_data, ctx->flags);
 	return 0;
 }
 

@@ -77,14 +77,17 @@ public static class Hooks
 
     /// <summary>io_uring's IORING_OP_ACCEPT where it does not pass through
     /// <see cref="Accept"/>'s programs: the io_uring tracepoints, in every mode (stable where
-    /// do_accept() is not: its arguments changed in 6.10), with io_uring_submit_req's request
-    /// (5.19 on). Where __sys_accept4_file() carries io_uring's accepts too, it is not needed.</summary>
+    /// do_accept() is not: its arguments changed in 6.10), with the submitted request
+    /// (io_uring_submit_req, io_uring_submit_sqe before 5.19). Where __sys_accept4_file()
+    /// carries io_uring's accepts too, it is not needed.</summary>
     public static readonly Hook AcceptIoUring = new("accept_io_uring", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Tracepoint] =
         [
             new("st_tp_io_uring_complete", Tracepoint: "io_uring/io_uring_complete", Return: true),
-            new("st_tp_io_uring_submit_req", Tracepoint: "io_uring/io_uring_submit_req"),
+            // Named io_uring_submit_sqe before 5.19 (Debian's 5.10 has 5.15's io_uring).
+            new("st_tp_io_uring_submit_req", Tracepoint: "io_uring/io_uring_submit_req", Optional: true),
+            new("st_tp_io_uring_submit_sqe", Tracepoint: "io_uring/io_uring_submit_sqe", Optional: true),
         ],
     }, Required: false, LoadProbe: true);
 

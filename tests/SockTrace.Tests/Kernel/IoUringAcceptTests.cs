@@ -39,19 +39,25 @@ public sealed class IoUringAcceptTests(ITestOutputHelper output)
     }
 
     /// <summary>One multishot request takes every connection, and its cancellation is what
-    /// the application saw last: one ECANCELED.</summary>
+    /// the application saw last: one ECANCELED. Before 5.19 (Debian's 5.10 has 5.15's
+    /// io_uring) the kernel refuses the request before it is submitted: no accept at all.</summary>
     [Fact]
     public void MultishotAcceptsAreCountedAndItsCancellationIsOneError()
     {
         const int n = 8;
         using var pipeline = new KernelPipeline();
         AssertCovered(pipeline);
-        // Multishot accept is 5.19 on; where __sys_accept4_file() carries io_uring's accepts
-        // (before 5.15) there is none.
-        Assert.True(pipeline.Plan.Single(p => p.Hook == Hooks.AcceptIoUring).Mode is not null, "multishot accept needs a kernel with io_uring_submit_req");
 
         var run = Run("multi", n);
 
+        if (run.Values.ContainsKey("multishot"))
+        {
+            Thread.Sleep(500);
+            var refused = pipeline.Scrape();
+            Assert.Equal(0, refused.Sum("socktrace_accept_errors_total", ("comm", run.Comm)));
+            Assert.Equal(0, refused.Sum("socktrace_accepts_total", ("comm", run.Comm)));
+            return;
+        }
         Assert.Equal((n, 1), (run.Count("accepted"), run.Count("cancelled")));
         var scrape = pipeline.Settle("socktrace_accept_errors_total", 1, ("comm", run.Comm));
         scrape = pipeline.Settle("socktrace_accepts_total", n, ("comm", run.Comm));

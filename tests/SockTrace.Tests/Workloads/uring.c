@@ -5,8 +5,9 @@
 //                        ones find their connection already queued for W ms (a queue
 //                        wait), the even ones wait for it (armed first: no EAGAIN)
 //   uring multi N        one multishot accept takes N connections, then is cancelled: its
-//                        last completion is -ECANCELED
-// Prints "port P", "pid X", then "accepted N" and, for multi, "cancelled 1".
+//                        last completion is -ECANCELED; a kernel without multishot accept
+//                        (before 5.19) answers -EINVAL at once ("multishot 0")
+// Prints "port P", "pid X", then "accepted N" and, for multi, "cancelled 1" or "multishot 0".
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -115,6 +116,10 @@ static void multi(struct io_uring *ring, int listener, int n)
 
 		clients[i] = client();
 		fd = complete(ring, &flags);
+		if (i == 0 && fd == -EINVAL) {
+			printf("accepted 0\nmultishot 0\n");
+			return;
+		}
 		if (fd < 0)
 			die("multishot accept", -fd);
 		if (!(flags & IORING_CQE_F_MORE))
