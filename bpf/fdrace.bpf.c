@@ -81,9 +81,12 @@ static __always_inline void dup_returned(long ret)
 	dup_result(PT_REGS_PARM2_CORE_SYSCALL(regs), ret);
 }
 
+/* fd_install() onto an occupied slot: checked in processes that accept, whose reserved
+ * fds are the ones a dup2() can race (every other process's fd_install() stops at the bit
+ * test: it runs for every fd any process opens). */
 static __always_inline void install(long fd)
 {
-	if (st_file_at(fd))
+	if (st_is_acceptor(bpf_get_current_pid_tgid() >> 32) && st_file_at(fd))
 		st_emit_race(ST_RACE_INSTALL_OVERWRITE, fd, bpf_ktime_get_ns(), 0, 0);
 }
 
