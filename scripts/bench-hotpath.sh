@@ -12,7 +12,7 @@
 #      nginx (nginx-light, one worker) under wrk with Connection: close; two threads polling
 #      accept4() on an empty non-blocking listener; the stload accept loop.
 # Run as root. Knobs: ROUNDS (3), SECONDS_OP (4), SECONDS_E2E (5), SKIP_BUILD=1,
-# AGENT_ARGS (e.g. "--attach-mode kprobe"), BENCH_OUT.
+# AGENT_ARGS (e.g. "--attach-mode kprobe"), AGENT_DLL (another build of the agent), BENCH_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -21,7 +21,7 @@ SECONDS_OP=${SECONDS_OP:-4}
 SECONDS_E2E=${SECONDS_E2E:-5}
 out=${BENCH_OUT:-$(mktemp -d /tmp/socktrace-hotpath.XXXXXX)}
 mkdir -p "$out"
-agent_dll=$root/agent/SockTrace.Agent/bin/Release/net10.0/socktrace.dll
+agent_dll=${AGENT_DLL:-$root/agent/SockTrace.Agent/bin/Release/net10.0/socktrace.dll}
 stload=$root/tests/SockTrace.Benchmarks/bin/stload
 script=$root/tests/SockTrace.Benchmarks/load/accept.bt
 floor=$root/tests/SockTrace.Benchmarks/bin/floor

@@ -10,7 +10,9 @@
 #   modes       the classes whose programs differ between kprobe and fentry (the accept, dup,
 #               close and fd_install hooks: the other hooks have no kprobe programs, or the same
 #               ones in both modes) and the scenarios
-#   nodelivery  all but the delivery hook's tests (a kernel without socket storage for
+#   core        all but the pod attribution tests (ContainerCgroupTests: user space, the
+#               same on every kernel, run on the host and on one guest)
+#   nodelivery  core but the delivery hook's tests (a kernel without socket storage for
 #               tracing programs, 5.10, leaves the hook out, as AttachPlanTests checks)
 # Default: "kprobe=all fentry=all". Category=Kernel holds the in-process kernel tests; the
 # agent-process ones (Category=Agent) start a whole agent per test, minutes each under
@@ -53,8 +55,9 @@ filter_of() {
   case $1 in
     all) echo 'Category=Kernel|Category=Nic' ;;
     modes) echo "Category=Kernel&($(sed -E 's/([A-Za-z]+)/FullyQualifiedName~\1/g' <<<"$modes_classes"))" ;;
-    nodelivery) echo '(Category=Kernel|Category=Nic)&FullyQualifiedName!~DeliveryPathTests&FullyQualifiedName!~AreDeliveredOnceAsNic' ;;
-    *) echo "matrix.sh: no test set '$1' (all, modes, nodelivery)" >&2; exit 2 ;;
+    core) echo '(Category=Kernel|Category=Nic)&FullyQualifiedName!~ContainerCgroupTests' ;;
+    nodelivery) echo '(Category=Kernel|Category=Nic)&FullyQualifiedName!~ContainerCgroupTests&FullyQualifiedName!~DeliveryPathTests&FullyQualifiedName!~AreDeliveredOnceAsNic' ;;
+    *) echo "matrix.sh: no test set '$1' (all, modes, core, nodelivery)" >&2; exit 2 ;;
   esac
 }
 guest_tests="
