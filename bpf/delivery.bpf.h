@@ -302,17 +302,18 @@ static __always_inline void dl_count_pair(struct sock *sk, struct dl_sock *s, __
  * The state program's part, once per connection. A client is named in connect()
  * (CLOSE -> SYN_SENT runs in tcp_v4_connect()/tcp_v6_connect(), in the caller's context,
  * with both addresses set), and at ESTABLISHED its route says whether it is a pair; after
- * that, each state change counts what it sent since the last count.
+ * that, leaving ESTABLISHED and reaching CLOSE count what it sent since the last count.
  */
 static __always_inline void dl_state(struct sock *sk, int oldstate, int newstate)
 {
 	struct dl_sock *s;
-	__u8 local[16] = {}, remote[16] = {};
-	__u16 family;
 
 	if (!dl_enabled())
 		return;
 	if (newstate == TCP_SYN_SENT) {
+		__u8 local[16] = {}, remote[16] = {};
+		__u16 family;
+
 		if (!dl_is_tcp(sk))
 			return;
 		family = ST_READ(sk, __sk_common.skc_family);
@@ -328,8 +329,16 @@ static __always_inline void dl_state(struct sock *sk, int oldstate, int newstate
 		st_process_comm(s->comm);
 		return;
 	}
-	if (oldstate != TCP_SYN_SENT && oldstate != TCP_ESTABLISHED && oldstate != TCP_CLOSE_WAIT &&
-	    oldstate != TCP_FIN_WAIT1 && oldstate != TCP_FIN_WAIT2 && oldstate != TCP_CLOSING && oldstate != TCP_LAST_ACK)
+	/*
+	 * Counted where a client stops sending (leaving ESTABLISHED: its FIN, or the peer's)
+	 * and where it ends (every TCP socket's last change is to CLOSE: tcp_done(), also
+	 * from tcp_time_wait(); inet_csk_destroy_sock() warns on any other state): data queued
+	 * before the FIN can still go out in FIN_WAIT1 (tcp_send_fin() rides it on the last
+	 * unsent segment), and a client in CLOSE_WAIT can still send, so both are in the count at
+	 * CLOSE. The other changes of closing (FIN_WAIT1 to FIN_WAIT2, CLOSE_WAIT to LAST_ACK)
+	 * leave here without a lookup.
+	 */
+	if (oldstate != TCP_SYN_SENT && oldstate != TCP_ESTABLISHED && newstate != TCP_CLOSE)
 		return;
 	/* A socket without storage (no client of a loopback-capable address) costs this lookup. */
 	s = bpf_sk_storage_get(&st_dl_socks, sk, NULL, 0);

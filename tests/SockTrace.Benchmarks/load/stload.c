@@ -35,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <time.h>
@@ -263,9 +264,20 @@ static int run_closes(int n)
 	int l = listener(0, &addr);
 	int *fds = calloc(2 * (size_t)n, sizeof(int));
 	char line[16];
+	struct rlimit nofile;
 
 	if (!fds)
 		die("calloc");
+	/* Both ends of every connection stay open until "go": raise the soft fd limit to the hard one. */
+	if (getrlimit(RLIMIT_NOFILE, &nofile) == 0) {
+		nofile.rlim_cur = nofile.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &nofile);
+		if (nofile.rlim_cur < 2 * (rlim_t)n + 16) {
+			fprintf(stderr, "stload closes %d: needs %d fds, the hard limit is %llu\n", n, 2 * n + 16,
+				(unsigned long long)nofile.rlim_cur);
+			return 1;
+		}
+	}
 	pin(0);
 	for (int i = 0; i < n; i++) {
 		fds[2 * i] = socket(AF_INET, SOCK_STREAM, 0);
