@@ -6,7 +6,9 @@
 #   - the size of what ships.
 # "native" is out/socktrace (scripts/publish.sh), "managed" is `dotnet socktrace.dll`
 # (scripts/build.sh). Run as root. Knobs: ROUNDS (3), WARMUP (20), RATE (10000),
-# SKIP_BUILD=1, BENCH_OUT (a new temporary folder).
+# SKIP_BUILD=1, BENCH_OUT (a new temporary folder), BUILDS (the columns: "native managed"),
+# BASELINE (another native executable, say an earlier out/socktrace kept aside: adds the
+# column "baseline", interleaved with the others, for a before/after on one run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-3}
@@ -17,6 +19,8 @@ mkdir -p "$out"
 port=${AGENT_PORT:-19470}
 native=out/socktrace
 managed=agent/SockTrace.Agent/bin/Release/net10.0/socktrace.dll
+read -r -a builds <<<"${BUILDS:-native managed}"
+[[ -n ${BASELINE:-} ]] && builds=(baseline "${builds[@]}")
 stload=tests/SockTrace.Benchmarks/bin/stload
 agent_pid=
 
@@ -37,7 +41,9 @@ trap stop_agent EXIT
 run_build() {
   local t0 t1
   t0=$(date +%s%N)
-  if [[ $1 == native ]]; then
+  if [[ $1 == baseline ]]; then
+    "$BASELINE" --urls "http://127.0.0.1:$port" >>"$out/agent-$1.log" 2>&1 &
+  elif [[ $1 == native ]]; then
     "$native" --urls "http://127.0.0.1:$port" >>"$out/agent-$1.log" 2>&1 &
   else
     dotnet "$managed" --urls "http://127.0.0.1:$port" >>"$out/agent-$1.log" 2>&1 &
@@ -54,6 +60,8 @@ run_build() {
   sleep 5
   local mem
   mem=$(awk '/^(VmRSS|RssAnon|RssFile):/ { printf "%d ", $2 }' "/proc/$agent_pid/status")
+  # Which mappings hold it, for a look afterwards.
+  cp "/proc/$agent_pid/smaps" "$out/smaps-$1-$round" 2>/dev/null || true
   wait $!
   stop_agent
   echo "$(( (t1 - t0) / 1000000 )) $mem"
@@ -62,7 +70,8 @@ run_build() {
 log "results in $out; $ROUNDS rounds, warm-up ${WARMUP} s at $RATE accepts/s"
 uptime >"$out/uptime.before"
 for ((r = 1; r <= ROUNDS; r++)); do
-  for build in native managed; do
+  for build in "${builds[@]}"; do
+    round=$r
     line=$(run_build "$build")
     echo "$build $line" >>"$out/rounds.txt"
     log "round $r $build: first scrape, VmRSS, RssAnon, RssFile (ms, KiB): $line"
@@ -75,13 +84,40 @@ stat() {
   awk -v b="$1" -v c="$2" -v d="$3" '$1 == b { print $c / d }' "$out/rounds.txt" | sort -n |
     awk '{ v[NR] = $1 } END { printf "%.0f [%.0f..%.0f]", v[int((NR + 1) / 2)], v[1], v[NR] }'
 }
+# One column per build: LABEL.
+header() {
+  case $1 in
+    native) echo "native (out/socktrace)" ;;
+    baseline) echo "baseline ($BASELINE)" ;;
+    managed) echo "managed (dotnet socktrace.dll)" ;;
+  esac
+}
+# row TITLE COL DIV: one cell per build.
+row() {
+  local line="| $1 |" b
+  for b in "${builds[@]}"; do line+=" $(stat "$b" "$2" "$3") |"; done
+  echo "$line"
+}
+shipped() {
+  case $1 in
+    native) echo "$(du -m "$native" | cut -f1) (one file)" ;;
+    baseline) echo "$(du -m "$BASELINE" | cut -f1) (one file)" ;;
+    managed)
+      # The managed build's folder without the native build's intermediate files (linux-x64/).
+      local runtimes
+      runtimes=$(du -cm /usr/share/dotnet/shared/Microsoft.NETCore.App /usr/share/dotnet/shared/Microsoft.AspNetCore.App 2>/dev/null | tail -1 | cut -f1)
+      echo "$(du -cm --exclude=linux-x64 agent/SockTrace.Agent/bin/Release/net10.0 | tail -1 | cut -f1), and $runtimes of .NET and ASP.NET Core runtimes on the node" ;;
+  esac
+}
 echo
-echo "| measure (median [min..max] of $ROUNDS interleaved rounds) | native (out/socktrace) | managed (dotnet socktrace.dll) |"
-echo "|---|---|---|"
-echo "| first scrape after exec, ms | $(stat native 2 1) | $(stat managed 2 1) |"
-echo "| VmRSS at $RATE accepts/s after ${WARMUP} s, MiB | $(stat native 3 1024) | $(stat managed 3 1024) |"
-echo "| of which RssAnon, MiB | $(stat native 4 1024) | $(stat managed 4 1024) |"
-echo "| of which RssFile, MiB | $(stat native 5 1024) | $(stat managed 5 1024) |"
-# The managed build's folder without the native build's intermediate files (linux-x64/).
-runtimes=$(du -cm /usr/share/dotnet/shared/Microsoft.NETCore.App /usr/share/dotnet/shared/Microsoft.AspNetCore.App 2>/dev/null | tail -1 | cut -f1)
-echo "| what ships, MiB | $(du -m "$native" | cut -f1) (one file) | $(du -cm --exclude=linux-x64 agent/SockTrace.Agent/bin/Release/net10.0 | tail -1 | cut -f1), and $runtimes of .NET and ASP.NET Core runtimes on the node |"
+line="| measure (median [min..max] of $ROUNDS interleaved rounds) |" sep="|---|"
+for b in "${builds[@]}"; do line+=" $(header "$b") |"; sep+="---|"; done
+echo "$line"
+echo "$sep"
+row "first scrape after exec, ms" 2 1
+row "VmRSS at $RATE accepts/s after ${WARMUP} s, MiB" 3 1024
+row "of which RssAnon, MiB" 4 1024
+row "of which RssFile, MiB" 5 1024
+line="| what ships, MiB |"
+for b in "${builds[@]}"; do line+=" $(shipped "$b") |"; done
+echo "$line"
