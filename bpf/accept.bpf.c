@@ -1,41 +1,50 @@
 // SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause)
 /*
- * The accept path: how long accept()/accept4() takes, how long the accepted
- * connection sat established in the listen queue, and which errors it returned.
+ * The accept path: how long accept()/accept4() takes, which connection it returned from
+ * which listener, and which errors it returned.
  *
- * Each hook has an entry point per attach mode (fentry/fexit, kprobe/kretprobe,
- * tracepoint) calling one shared body, so every mode computes the same record. The
- * agent picks the mode per hook at start-up and loads only those programs.
+ * A successful accept is an event: one ring buffer record with everything the agent needs
+ * (the peer, the listener and its queues, the fd reuse gap). A failed one is only counted,
+ * per CPU, in st_accept_errors, which the agent reads at scrape time: an EAGAIN poller makes
+ * millions of calls a second, and no count is lost to a full ring. How long a connection
+ * waited in the queue, and whether its peer is a socket of this host, the agent joins from
+ * the records of bpf/state.bpf.c.
  */
 #include "common.bpf.h"
 #include "fdrace.bpf.h"
 #include "listen.bpf.h"
 #include <bpf/bpf_endian.h>
 
-#define AF_INET 2
-#define AF_INET6 10
-#define S_IFMT 00170000
-#define S_IFSOCK 0140000
 #define EEXIST 17
+#define O_NONBLOCK 04000
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 struct accept_call {
-	__u64 enter_ns;
-	__u64 sk; /* the accepted sock, when a hook on inet_csk_accept saw it */
-	__u64 listener; /* the listening sock accept() was called on */
+	__u64 enter_ns;   /* 0: not stamped (a non-blocking call on an empty queue) */
+	__u64 listener;   /* the listening sock accept() was called on */
+	__u64 registered; /* task storage: the listener this thread last made sure of in st_listen */
 	__u16 lport;
-	__u16 inet; /* 0: not a TCP/IP listener (AF_UNIX, not a socket): no record */
-	__u16 _pad[2];
+	__u8 inet;        /* 0: not a TCP/IP listener (AF_UNIX, not a socket): no record */
+	__u8 active;      /* task storage: between entry and return */
+	__u32 _pad;
 };
 
 /*
- * Calls in flight, by thread. LRU: a thread killed inside accept never returns.
- * Every accept call has an entry, one on a UNIX socket too, so that each return finds
- * its own call's entry: a return that finds none is a loss (ST_COUNTER_NO_ENTRY), and a
- * call that finds its thread's previous entry still here is a lost return
- * (ST_COUNTER_RETURN_MISSED), never a UNIX accept taking over a TCP call's entry.
+ * The call in flight, in the thread's own task storage: after a thread's first accept,
+ * entry and return are stores and loads, no map update, and the entry goes with the thread.
+ * Every accept call has one, one on a UNIX socket too, so that each return finds its own
+ * call's: a return that finds none is a loss (ST_COUNTER_NO_ENTRY), and a call that finds
+ * its thread's previous one still active is a lost return (ST_COUNTER_RETURN_MISSED).
  */
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct accept_call);
+} st_accept_threads SEC(".maps");
+
+/* The same by thread id where the kernel has no task storage (before 5.11). LRU: a thread
+ * killed inside accept never returns. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -43,75 +52,22 @@ struct {
 	__type(value, struct accept_call);
 } st_accept_calls SEC(".maps");
 
-/* When each not-yet-accepted child socket became ESTABLISHED, by sock address.
- * LRU: a child that is never accepted (listener closed) is evicted, not leaked. */
+/* Failed accepts by cgroup, listening port, errno and process, per CPU; a count per key.
+ * Not LRU, so that a count is never evicted: a key that does not fit is counted in
+ * ST_COUNTER_ERRORS_LOST, and the agent deletes the keys that stopped changing (a
+ * listener's port can be ephemeral). Not preallocated: memory for the keys in use only. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct st_accept_error_key);
 	__type(value, __u64);
-} st_established SEC(".maps");
+} st_accept_errors SEC(".maps");
 
-/* A TCP endpoint as the peer of an accepted socket sees it: IPv4 as ::ffff:a.b.c.d,
- * so that a v4 client of a dual-stack listener matches. */
-struct client_key {
-	__u8 addr[16];
-	__u16 port;
-	__u16 _pad[3];
-};
-
-/*
- * Client sockets of this host, in any network namespace, that completed a connect().
- * An accepted connection whose peer endpoint is in here came from this host: from
- * another pod or process on the node (peer "local"), whatever device it arrived on.
- * The receiving device cannot say so: a pod's traffic from the node and from
- * elsewhere both arrive on its veth. LRU: most clients connect to other hosts.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct client_key);
-	__type(value, __u8);
-} st_local_clients SEC(".maps");
-
-static __always_inline void client_key_of(struct client_key *key, __u16 family, const __u8 *addr, __u16 port)
-{
-	if (family == AF_INET) {
-		key->addr[10] = 0xff;
-		key->addr[11] = 0xff;
-		__builtin_memcpy(&key->addr[12], addr, 4);
-	} else {
-		__builtin_memcpy(key->addr, addr, 16);
-	}
-	key->port = port;
-}
-
-/*
- * current->files->fdt->fd[fd]->private_data->sk, or NULL when fd is not a socket.
- * A socket file's private_data is its struct socket (sock_alloc_file(),
- * net/socket.c); the inode mode check keeps other files out.
- */
-static __always_inline struct sock *sock_of_fd(long fd)
-{
-	struct file *file = st_file_at(st_fdtable(), fd);
-	struct socket *sock;
-	umode_t mode;
-
-	if (!file)
-		return NULL;
-	mode = BPF_CORE_READ(file, f_inode, i_mode);
-	if ((mode & S_IFMT) != S_IFSOCK)
-		return NULL;
-	sock = BPF_CORE_READ(file, private_data);
-	return BPF_CORE_READ(sock, sk);
-}
-
-static __always_inline void accept_enter(long listen_fd)
+static __always_inline void call_begin(const struct accept_call *call)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct accept_call call = {};
-	struct sock *sk = sock_of_fd(listen_fd);
-	__u16 family = sk ? BPF_CORE_READ(sk, __sk_common.skc_family) : 0;
+	struct accept_call *c;
 	/*
 	 * int, not long: the verifier turns this helper call into a direct call of the map's
 	 * update op, which returned int until 6.4 (commit d7ba4cc900bf, "bpf: return long from
@@ -120,170 +76,173 @@ static __always_inline void accept_enter(long listen_fd)
 	 */
 	int err;
 
-	/* Only TCP/IP listeners make records: accept on a UNIX socket has no port to report. */
-	if (family == AF_INET || family == AF_INET6) {
-		st_mark_acceptor(id >> 32);
-		/* The queue this call is about to take from, as `ss -lnt` would show it now. */
-		st_listen_seen(sk, 0);
-		call.inet = 1;
-		call.listener = (__u64)sk;
-		call.lport = BPF_CORE_READ(sk, __sk_common.skc_num);
-		call.enter_ns = bpf_ktime_get_ns();
+	if (st_task_storage()) {
+		__u64 registered;
+
+		c = bpf_task_storage_get(&st_accept_threads, bpf_get_current_task_btf(), 0, BPF_LOCAL_STORAGE_GET_F_CREATE);
+		if (!c) {
+			st_count(ST_COUNTER_PENDING_FULL);
+			return;
+		}
+		if (c->active)
+			st_count(ST_COUNTER_RETURN_MISSED);
+		registered = c->registered;
+		*c = *call;
+		c->registered = registered;
+		c->active = 1;
+		return;
 	}
 	/* BPF_NOEXIST: one map write on the common path, and a left-over entry is seen. */
-	err = bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_NOEXIST);
+	err = bpf_map_update_elem(&st_accept_calls, &id, call, BPF_NOEXIST);
 	if (err == -EEXIST) {
 		st_count(ST_COUNTER_RETURN_MISSED);
-		err = bpf_map_update_elem(&st_accept_calls, &id, &call, BPF_ANY);
+		err = bpf_map_update_elem(&st_accept_calls, &id, call, BPF_ANY);
 	}
 	if (err)
 		st_count(ST_COUNTER_PENDING_FULL);
 }
 
-static __always_inline void fill_peer(struct st_accept_record *rec, struct sock *sk)
-{
-	__u64 key = (__u64)sk;
-	struct client_key client = {};
-	__u64 *established;
-
-	rec->family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	rec->peer_port = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-	if (rec->family == AF_INET)
-		/* Through a __u32 pointer: the macro reads sizeof(*dst) bytes. */
-		BPF_CORE_READ_INTO((__u32 *)rec->peer_addr, sk, __sk_common.skc_daddr);
-	else
-		BPF_CORE_READ_INTO(&rec->peer_addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
-
-	client_key_of(&client, rec->family, rec->peer_addr, rec->peer_port);
-	if (bpf_map_lookup_elem(&st_local_clients, &client)) {
-		rec->peer_local = 1;
-		bpf_map_delete_elem(&st_local_clients, &client);
-	}
-
-	established = bpf_map_lookup_elem(&st_established, &key);
-	if (established) {
-		rec->established_ns = *established;
-		bpf_map_delete_elem(&st_established, &key);
-	}
-}
-
-static __always_inline void accept_exit(long ret)
+/* The call this return ends, into out; its task storage (to update), or NULL. Returns 0
+ * when there is none: the call began before the programs were attached, or its entry was
+ * evicted from the full LRU map. */
+static __always_inline int call_end(struct accept_call *out, struct accept_call **storage)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct accept_call *call = bpf_map_lookup_elem(&st_accept_calls, &id);
-	__u64 now = bpf_ktime_get_ns();
-	struct st_accept_record *rec;
-	__u64 closed_ns = 0;
-	struct sock *sk;
+	struct accept_call *c;
 
-	if (!call) {
-		/* The call began before the programs were attached, or its entry was evicted
-		 * from the full LRU map. */
-		st_count(ST_COUNTER_NO_ENTRY);
+	*storage = NULL;
+	if (st_task_storage()) {
+		c = bpf_task_storage_get(&st_accept_threads, bpf_get_current_task_btf(), 0, 0);
+		if (!c || !c->active)
+			return 0;
+		c->active = 0;
+		*out = *c;
+		*storage = c;
+		return 1;
+	}
+	c = bpf_map_lookup_elem(&st_accept_calls, &id);
+	if (!c)
+		return 0;
+	*out = *c;
+	bpf_map_delete_elem(&st_accept_calls, &id);
+	return 1;
+}
+
+static __always_inline void accept_enter_file(struct file *file)
+{
+	struct sock *sk = st_sock_of_file(file);
+	__u16 family = sk ? ST_READ(sk, __sk_common.skc_family) : 0;
+	struct accept_call call = {};
+
+	/* Only TCP/IP listeners make records: accept on a UNIX socket has no port to report. */
+	if (family == ST_AF_INET || family == ST_AF_INET6) {
+		st_mark_acceptor(bpf_get_current_pid_tgid() >> 32);
+		call.inet = 1;
+		call.listener = (__u64)sk;
+		call.lport = ST_READ(sk, __sk_common.skc_num);
+		/* A non-blocking call on an empty queue fails with EAGAIN (inet_csk_accept(),
+		 * net/ipv4/inet_connection_sock.c) and needs no clock; one that a connection
+		 * beats to the queue takes no time either. */
+		if (!(ST_READ(file, f_flags) & O_NONBLOCK) || ST_READ(sk, sk_ack_backlog))
+			call.enter_ns = bpf_ktime_get_ns();
+	}
+	call_begin(&call);
+}
+
+static __always_inline void accept_enter(long listen_fd)
+{
+	accept_enter_file(st_file_at(listen_fd));
+}
+
+static __always_inline void count_error(const struct accept_call *call, long err)
+{
+	struct st_accept_error_key key = { .cgroup_id = bpf_get_current_cgroup_id(), .lport = call->lport, .err = err };
+	__u64 one = 1, *count;
+
+	st_process_comm(key.comm);
+	count = bpf_map_lookup_elem(&st_accept_errors, &key);
+	if (count) {
+		/* This CPU's copy: no atomics. */
+		*count += 1;
 		return;
 	}
-	if (!call->inet)
-		goto out;
-	if (ret >= 0) {
-		closed_ns = st_fd_closed_by_other(ret);
-		st_listen_accepted(call->listener);
-	}
-	rec = st_reserve(sizeof(*rec));
+	if (!bpf_map_update_elem(&st_accept_errors, &key, &one, BPF_NOEXIST))
+		return;
+	/* Another CPU added the key first: count on this CPU's copy. */
+	count = bpf_map_lookup_elem(&st_accept_errors, &key);
+	if (count)
+		*count += 1;
+	else
+		st_count(ST_COUNTER_ERRORS_LOST);
+}
+
+static __always_inline void accept_record(const struct accept_call *call, long fd)
+{
+	struct sock *listener = st_cast(call->listener, struct sock);
+	struct sock *sk = st_sock_of_file(st_file_at(fd));
+	__u64 id = bpf_get_current_pid_tgid();
+	__u64 now = bpf_ktime_get_ns();
+	__u64 closed_ns = st_fd_closed_by_other(fd);
+	struct st_accept_record *rec = st_reserve(sizeof(*rec));
+
 	if (!rec)
-		goto out;
+		return;
 	__builtin_memset(rec, 0, sizeof(*rec));
 	rec->hdr.type = ST_RECORD_ACCEPT;
 	rec->hdr.size = sizeof(*rec);
 	rec->pid = id >> 32;
 	rec->tid = (__u32)id;
-	rec->ret = ret;
+	rec->ret = fd;
 	rec->lport = call->lport;
-	rec->enter_ns = call->enter_ns;
+	rec->enter_ns = call->enter_ns ? call->enter_ns : now;
 	rec->exit_ns = now;
 	rec->cgroup_id = bpf_get_current_cgroup_id();
 	rec->fd_closed_ns = closed_ns;
 	st_process_comm(rec->comm);
-	if (ret >= 0) {
-		/* Without an inet_csk_accept hook (tracepoint mode) the fd table says which
-		 * sock was accepted: fd_install() has run by the time accept returns. */
-		sk = call->sk ? (struct sock *)call->sk : sock_of_fd(ret);
-		if (sk)
-			fill_peer(rec, sk);
+	rec->listener = call->listener;
+	rec->netns = st_netns_of(listener);
+	rec->queue_depth = ST_READ(listener, sk_ack_backlog);
+	rec->queue_limit = ST_READ(listener, sk_max_ack_backlog);
+	rec->syn_queue = st_syn_queue_len(listener);
+	/* fd_install() has run by the time accept returns: the fd table has the new sock. */
+	if (sk) {
+		rec->sk = (__u64)sk;
+		rec->family = ST_READ(sk, __sk_common.skc_family);
+		rec->peer_port = bpf_ntohs(ST_READ(sk, __sk_common.skc_dport));
+		st_peer_addr(sk, rec->family, rec->peer_addr);
 	}
 	st_submit(rec);
-out:
-	bpf_map_delete_elem(&st_accept_calls, &id);
 }
 
-static __always_inline void accept_sock(struct sock *sk)
+static __always_inline void accept_exit(long ret)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct accept_call *call = bpf_map_lookup_elem(&st_accept_calls, &id);
+	struct accept_call call, *storage;
 
-	if (call && sk)
-		call->sk = (__u64)sk;
-}
-
-/*
- * An active open reaches ESTABLISHED when the SYN-ACK arrives (tcp_finish_connect(),
- * net/ipv4/tcp_input.c), before it sends the ACK that lets the other end accept, so a
- * local client is always recorded before its connection is accepted. Not at SYN_SENT:
- * tcp_v4_connect() sets that state before inet_hash_connect() picks the source port.
- */
-static __always_inline void client_established(const struct sock *sk)
-{
-	struct client_key key = {};
-	__u16 family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	__u8 addr[16] = {};
-	__u8 one = 1;
-
-	if (family == AF_INET)
-		BPF_CORE_READ_INTO((__u32 *)addr, sk, __sk_common.skc_rcv_saddr);
-	else if (family == AF_INET6)
-		BPF_CORE_READ_INTO(&addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
-	else
-		return;
-	client_key_of(&key, family, addr, BPF_CORE_READ(sk, __sk_common.skc_num));
-	bpf_map_update_elem(&st_local_clients, &key, &one, BPF_ANY);
-}
-
-/*
- * A passive-open child is created in SYN_RECV and moves to ESTABLISHED when the
- * handshake's final ACK is processed (tcp_rcv_state_process(), net/ipv4/tcp_input.c),
- * just before it is queued for accept. Active opens go SYN_SENT -> ESTABLISHED and
- * are not stamped.
- */
-static __always_inline void sock_state_change(const struct sock *sk, int oldstate, int newstate)
-{
-	__u64 key = (__u64)sk;
-	__u64 now;
-
-	if (oldstate == TCP_SYN_SENT && newstate == TCP_ESTABLISHED)
-		client_established(sk);
-	if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE)
-		st_listen_forget(sk);
-	if (newstate == TCP_LISTEN)
-		st_listen_started((struct sock *)sk);
-	/*
-	 * A child that dies in the accept queue (reset, or its listener closed:
-	 * inet_csk_listen_stop() -> tcp_disconnect()) goes to CLOSE from the only states a
-	 * queued child can be in. Its stamp goes with it: the sock's memory is reused, and a
-	 * later socket at this address must not read it. An accepted socket's stamp was
-	 * taken at accept; its ordinary close passes FIN_WAIT or LAST_ACK and costs nothing here.
-	 */
-	if (newstate == TCP_CLOSE && (oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT)) {
-		bpf_map_delete_elem(&st_established, &key);
+	if (!call_end(&call, &storage)) {
+		st_count(ST_COUNTER_NO_ENTRY);
 		return;
 	}
-	if (oldstate != TCP_SYN_RECV || newstate != TCP_ESTABLISHED)
+	st_self(bpf_get_current_pid_tgid(), ST_SELF_ACCEPT);
+	if (!call.inet)
 		return;
-	now = bpf_ktime_get_ns();
-	bpf_map_update_elem(&st_established, &key, &now, BPF_ANY);
+	if (ret < 0) {
+		count_error(&call, -ret);
+		return;
+	}
+	/* The listener's entry, for the hooks that count its drops; a thread that keeps
+	 * accepting on one listener makes sure of it once. */
+	if (call.registered != call.listener) {
+		st_listen_entry(st_cast(call.listener, struct sock));
+		if (storage)
+			storage->registered = call.listener;
+	}
+	accept_record(&call, ret);
 }
 
 /* ---- hook "accept": the accept()/accept4() call ---- */
 
-/* __sys_accept4() serves both accept() and accept4() (net/socket.c). */
+/* __sys_accept4() serves both accept() and accept4() (net/socket.c). io_uring accepts
+ * through do_accept() from 5.15, not through it: the accept_io_uring hook counts those. */
 SEC("fentry/__sys_accept4")
 int BPF_PROG(st_fe_sys_accept4, int fd)
 {
@@ -291,25 +250,29 @@ int BPF_PROG(st_fe_sys_accept4, int fd)
 	return 0;
 }
 
+/* The return value after the arguments: no bpf_get_func_ret() (5.17) needed. */
 SEC("fexit/__sys_accept4")
-int BPF_PROG(st_fx_sys_accept4)
+int BPF_PROG(st_fx_sys_accept4, int fd, void *upeer_sockaddr, int *upeer_addrlen, int flags, int ret)
 {
-	__u64 ret = 0;
-
-	bpf_get_func_ret(ctx, &ret);
-	accept_exit((int)ret);
+	accept_exit(ret);
 	return 0;
 }
 
-/* inet_csk_accept()'s arguments changed in 6.10 (struct proto_accept_arg);
- * bpf_get_func_ret() reads the return value whatever their number. */
-SEC("fexit/inet_csk_accept")
-int BPF_PROG(st_fx_inet_csk_accept)
+/* Before 5.15 (no do_accept()), io_uring's io_accept() and __sys_accept4() both call
+ * __sys_accept4_file(), which takes the listener's file and returns the new fd: hooked
+ * instead of __sys_accept4(), it sees both. */
+SEC("fentry/__sys_accept4_file")
+int BPF_PROG(st_fe_sys_accept4_file, struct file *file)
 {
-	__u64 ret = 0;
+	accept_enter_file(file);
+	return 0;
+}
 
-	bpf_get_func_ret(ctx, &ret);
-	accept_sock((struct sock *)ret);
+SEC("fexit/__sys_accept4_file")
+int BPF_PROG(st_fx_sys_accept4_file, struct file *file, unsigned int file_flags, void *upeer_sockaddr, int *upeer_addrlen,
+	     int flags, unsigned long nofile, int ret)
+{
+	accept_exit(ret);
 	return 0;
 }
 
@@ -327,10 +290,17 @@ int BPF_KRETPROBE(st_krp_sys_accept4, long ret)
 	return 0;
 }
 
-SEC("kretprobe/inet_csk_accept")
-int BPF_KRETPROBE(st_krp_inet_csk_accept, struct sock *sk)
+SEC("kprobe/__sys_accept4_file")
+int BPF_KPROBE(st_kp_sys_accept4_file, struct file *file)
 {
-	accept_sock(sk);
+	accept_enter_file(st_cast(file, struct file));
+	return 0;
+}
+
+SEC("kretprobe/__sys_accept4_file")
+int BPF_KRETPROBE(st_krp_sys_accept4_file, long ret)
+{
+	accept_exit((int)ret);
 	return 0;
 }
 
@@ -362,21 +332,137 @@ int st_tp_exit_accept(struct trace_event_raw_sys_exit *ctx)
 	return 0;
 }
 
-/* ---- hook "sock_established": a child socket entering the accept queue, and a
- * client socket of this host completing its connect ---- */
+/* ---- hook "accept_io_uring": IORING_OP_ACCEPT, single-shot and multishot ----
+ *
+ * An accept request is seen when it is submitted (its listener is its fd, in the submitting
+ * process's table: the SQPOLL thread shares it) and at each completion it posts: one, or
+ * with IORING_ACCEPT_MULTISHOT one per connection while IORING_CQE_F_MORE is set. A
+ * multishot request posts through io_post_aux_cqe(), which passes no request to the
+ * tracepoint, so requests are known by their ring and user_data, which every completion
+ * carries. A completion is posted where the accepted fd is already installed in the
+ * process's table (io_accept(), io_uring/net.c): its file gives the accepted sock. Each
+ * completion's time is counted from its request's submission, or its previous completion.
+ */
+#define IORING_OP_ACCEPT 13
+#define IORING_CQE_F_MORE (1U << 1)
+#define REQ_F_FIXED_FILE 1 /* REQ_F_FIXED_FILE_BIT is IOSQE_FIXED_FILE_BIT, 0 */
 
-/* tcp_set_state() is where every TCP state change happens (net/ipv4/tcp.c); the old
- * state is still in sk_state on entry. */
-SEC("fentry/tcp_set_state")
-int BPF_PROG(st_fe_tcp_set_state, struct sock *sk, int state)
+struct uring_key {
+	__u64 ring;
+	__u64 user_data;
+};
+
+/* LRU: a request cancelled with its ring may post no last completion. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct uring_key);
+	__type(value, struct accept_call);
+} st_uring_accepts SEC(".maps");
+
+/* io_uring_submit_sqe, as the tracepoint was called before 5.19 (Debian's 5.10 has it, with
+ * 5.15's io_uring): its request, opcode, user_data and flags, as io_uring_submit_req has them. */
+struct trace_event_raw_io_uring_submit_sqe {
+	struct trace_entry ent;
+	void *ctx;
+	void *req;
+	__u8 opcode;
+	__u64 user_data;
+	__u32 flags;
+} __attribute__((preserve_access_index));
+
+/* io_kiocb before io_uring kept a request's fd in cqe (6.0): no cqe, its file set at submission. */
+struct io_kiocb___old {
+	struct file *file;
+} __attribute__((preserve_access_index));
+
+static __always_inline void uring_submitted(void *ring, void *request, __u8 opcode, __u64 user_data, __u64 flags)
 {
-	sock_state_change(sk, BPF_CORE_READ(sk, __sk_common.skc_state), state);
+	struct uring_key key = { .ring = (__u64)ring, .user_data = user_data };
+	struct io_kiocb *req = st_cast(request, struct io_kiocb);
+	struct accept_call call = {};
+	struct file *file;
+	struct sock *sk;
+	__u16 family;
+
+	if (opcode != IORING_OP_ACCEPT)
+		return;
+	/* Until 6.0 the listener's file is the request's at submission (its fixed file too);
+	 * from then on it is looked up when the request is issued, and the fd is in cqe. */
+	if (!bpf_core_field_exists(req->cqe)) {
+		file = st_cast(ST_READ((struct io_kiocb___old *)req, file), struct file);
+	} else if (flags & REQ_F_FIXED_FILE) {
+		/* A listener in the ring's fixed files is not in the process's table. */
+		st_count(ST_COUNTER_URING_FIXED);
+		return;
+	} else {
+		file = st_file_at(ST_READ(req, cqe.fd));
+	}
+	sk = st_sock_of_file(file);
+	family = sk ? ST_READ(sk, __sk_common.skc_family) : 0;
+	if (family != ST_AF_INET && family != ST_AF_INET6)
+		return;
+	st_mark_acceptor(bpf_get_current_pid_tgid() >> 32);
+	call.inet = 1;
+	call.listener = (__u64)sk;
+	call.lport = ST_READ(sk, __sk_common.skc_num);
+	call.enter_ns = bpf_ktime_get_ns();
+	if (bpf_map_update_elem(&st_uring_accepts, &key, &call, BPF_ANY))
+		st_count(ST_COUNTER_PENDING_FULL);
+}
+
+static __always_inline void uring_completed(struct trace_event_raw_io_uring_complete *ctx)
+{
+	struct uring_key key = { .ring = (__u64)ctx->ctx, .user_data = ctx->user_data };
+	struct accept_call *call, copy;
+	struct sock *sk;
+	int res = ctx->res;
+
+	/* Most completions are of other requests: where the request is named (5.19 on), its
+	 * opcode says so at the cost of a load. */
+	if (bpf_core_field_exists(ctx->req) && st_casts() && ctx->req &&
+	    st_cast(ctx->req, struct io_kiocb)->opcode != IORING_OP_ACCEPT)
+		return;
+	call = bpf_map_lookup_elem(&st_uring_accepts, &key);
+	if (!call)
+		return;
+	copy = *call;
+	if (res < 0) {
+		count_error(&copy, -res);
+	} else {
+		/* An accept into the ring's fixed files returns a slot, not an fd: the sock in the
+		 * process's table at that number, if any, is not of this listener's port. */
+		sk = st_sock_of_file(st_file_at(res));
+		if (sk && ST_READ(sk, __sk_common.skc_num) == copy.lport) {
+			st_listen_entry(st_cast(copy.listener, struct sock));
+			accept_record(&copy, res);
+		} else {
+			st_count(ST_COUNTER_URING_FIXED);
+		}
+	}
+	if (ctx->cflags & IORING_CQE_F_MORE)
+		call->enter_ns = bpf_ktime_get_ns();
+	else
+		bpf_map_delete_elem(&st_uring_accepts, &key);
+}
+
+SEC("tracepoint/io_uring/io_uring_submit_req")
+int st_tp_io_uring_submit_req(struct trace_event_raw_io_uring_submit_req *ctx)
+{
+	uring_submitted(ctx->ctx, ctx->req, ctx->opcode, ctx->user_data, ctx->flags);
 	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(st_tp_btf_inet_sock_set_state, const struct sock *sk, int oldstate, int newstate)
+SEC("tracepoint/io_uring/io_uring_submit_sqe")
+int st_tp_io_uring_submit_sqe(struct trace_event_raw_io_uring_submit_sqe *ctx)
 {
-	sock_state_change(sk, oldstate, newstate);
+	uring_submitted(ctx->ctx, ctx->req, ctx->opcode, ctx->user_data, ctx->flags);
+	return 0;
+}
+
+SEC("tracepoint/io_uring/io_uring_complete")
+int st_tp_io_uring_complete(struct trace_event_raw_io_uring_complete *ctx)
+{
+	uring_completed(ctx);
 	return 0;
 }

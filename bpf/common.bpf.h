@@ -1,5 +1,13 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Maps and helpers every SockTrace program shares. */
+/*
+ * Maps and helpers every SockTrace program shares.
+ *
+ * Program names say how each one attaches: st_fe_ fentry, st_fx_ fexit, st_kp_ kprobe,
+ * st_krp_ kretprobe, st_tp_ a tracepoint, st_tp_btf_ a BTF tracepoint (tp_btf). The agent
+ * picks one mode per hook at start-up (agent/SockTrace.Agent/Bpf/Hooks.cs) and loads only
+ * that mode's programs; the modes' entry points call the same bodies, so they compute the
+ * same records.
+ */
 #ifndef SOCKTRACE_COMMON_BPF_H
 #define SOCKTRACE_COMMON_BPF_H
 
@@ -9,10 +17,10 @@
 #include <bpf/bpf_tracing.h>
 #include "socktrace.h"
 
-/*
- * Shared by every feature file. __weak: each file's copy is the same definition, and
- * the static linker (bpftool gen object) keeps one of them.
- */
+#define ST_AF_INET 2
+#define ST_AF_INET6 10
+
+/* Shared by every feature file (bpf/socktrace.bpf.c includes them all). */
 
 /* Sized by the agent before load (bpf_map__set_max_entries). */
 struct {
@@ -30,39 +38,123 @@ struct {
 /* The only .rodata global, at offset 0: the agent writes it between open and load. */
 const volatile struct st_config st_cfg __weak = {};
 
+static __always_inline int st_casts(void)
+{
+	return st_cfg.flags & ST_CFG_CASTS;
+}
+
+static __always_inline int st_task_storage(void)
+{
+	return st_cfg.flags & ST_CFG_TASK_STORAGE;
+}
+
+/*
+ * Reading kernel memory. A bpf_probe_read_kernel() costs about 40 ns here, so where the
+ * kernel has bpf_rdonly_cast() (6.2) a pointer is cast to its type once and its fields are
+ * plain loads, which the verifier makes fault-safe (PROBE_MEM: a bad address reads 0).
+ * Elsewhere (ST_CFG_CASTS clear) the same expressions read field by field with
+ * BPF_CORE_READ. The flag is constant to the verifier, so a kernel without the kfunc
+ * never sees the call (libbpf leaves a missing __weak kfunc unresolved).
+ */
+extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
+
+#define st_cast(ptr, type) \
+	(st_casts() ? (type *)bpf_rdonly_cast((const void *)(ptr), bpf_core_type_id_kernel(type)) : (type *)(ptr))
+
+/* src->a->b...: CO-RE relocated either way. */
+#define ST_READ(src, a, ...) \
+	(st_casts() ? ___arrow((src), a, ##__VA_ARGS__) : BPF_CORE_READ((src), a, ##__VA_ARGS__))
+
+#define ST_READ_INTO(dst, src, a, ...)                                                       \
+	({                                                                                   \
+		if (st_casts())                                                              \
+			__builtin_memcpy(dst, &___arrow((src), a, ##__VA_ARGS__), sizeof(*(dst))); \
+		else                                                                         \
+			BPF_CORE_READ_INTO(dst, src, a, ##__VA_ARGS__);                      \
+	})
+
+/* The current task, typed where casts work (bpf_get_current_task_btf(), 5.11). */
 static __always_inline struct task_struct *st_current(void)
 {
+	if (st_casts())
+		return bpf_get_current_task_btf();
 	return (struct task_struct *)bpf_get_current_task();
 }
 
-/* current->files->fdt: the calling process's fd table. */
-static __always_inline struct fdtable *st_fdtable(void)
+/* The file in the calling process's fd slot, or NULL when the slot is empty or out of range. */
+static __always_inline struct file *st_file_at(long n)
 {
-	return BPF_CORE_READ(st_current(), files, fdt);
-}
-
-/* The file in slot fd, or NULL when the slot is empty or out of range. */
-static __always_inline struct file *st_file_at(struct fdtable *fdt, long fd)
-{
-	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct fdtable *fdt = ST_READ(st_current(), files, fdt);
+	struct file **fds = ST_READ(fdt, fd);
 	struct file *file = NULL;
 
-	if (fd < 0 || fd >= BPF_CORE_READ(fdt, max_fds))
+	if (n < 0 || n >= ST_READ(fdt, max_fds))
 		return NULL;
-	bpf_probe_read_kernel(&file, sizeof(file), &fds[fd]);
+	if (st_casts()) {
+		/* The slot read as the one pointer of a struct list_head: a load, not a helper. */
+		struct list_head *slot = st_cast((__u64)fds + n * sizeof(*fds), struct list_head);
+
+		return st_cast(slot->next, struct file);
+	}
+	bpf_probe_read_kernel(&file, sizeof(file), &fds[n]);
 	return file;
+}
+
+#define ST_S_IFMT 00170000
+#define ST_S_IFSOCK 0140000
+
+/*
+ * The sock of a socket file, or NULL. A socket file's private_data is its struct socket
+ * (sock_alloc_file(), net/socket.c); the inode mode check keeps other files out.
+ */
+static __always_inline struct sock *st_sock_of_file(struct file *file)
+{
+	struct socket *sock;
+
+	if (!file || (ST_READ(file, f_inode, i_mode) & ST_S_IFMT) != ST_S_IFSOCK)
+		return NULL;
+	sock = st_cast(ST_READ(file, private_data), struct socket);
+	return st_cast(ST_READ(sock, sk), struct sock);
 }
 
 /* The process's name, not the thread's ("worker-3"): bounded and stable as a label. */
 static __always_inline void st_process_comm(char comm[ST_COMM_LEN])
 {
-	BPF_CORE_READ_STR_INTO((char (*)[ST_COMM_LEN])comm, st_current(), group_leader, comm);
+	if (st_casts())
+		__builtin_memcpy(comm, st_current()->group_leader->comm, ST_COMM_LEN);
+	else
+		BPF_CORE_READ_STR_INTO((char (*)[ST_COMM_LEN])comm, st_current(), group_leader, comm);
+}
+
+/* The network namespace's inode number, as in /proc/PID/ns/net. */
+static __always_inline __u32 st_netns_of(const struct sock *sk)
+{
+	return ST_READ(sk, __sk_common.skc_net.net, ns.inum);
 }
 
 static __always_inline void st_count(__u32 slot)
 {
 	__u64 *v = bpf_map_lookup_elem(&st_counters, &slot);
 
+	if (v)
+		*v += 1;
+}
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_SELF_COUNT);
+	__type(key, __u32);
+	__type(value, __u64);
+} st_self_seen SEC(".maps");
+
+/* A call of the agent's own, which its self-test makes to see that the hook fires. */
+static __always_inline void st_self(__u64 pid_tgid, __u32 slot)
+{
+	__u64 *v;
+
+	if ((__u32)(pid_tgid >> 32) != st_cfg.self_tgid)
+		return;
+	v = bpf_map_lookup_elem(&st_self_seen, &slot);
 	if (v)
 		*v += 1;
 }
@@ -95,6 +187,24 @@ static __always_inline void st_submit(void *rec)
 
 	bpf_ringbuf_submit(rec, pending >= st_cfg.wakeup_bytes ? BPF_RB_FORCE_WAKEUP
 							      : BPF_RB_NO_WAKEUP);
+}
+
+/* A sock's own address (skc_rcv_saddr) and its peer's (skc_daddr): IPv4 in the first 4 bytes. */
+static __always_inline void st_local_addr(const struct sock *sk, __u16 family, __u8 addr[16])
+{
+	if (family == ST_AF_INET)
+		/* Through a __u32 pointer: the macro reads sizeof(*dst) bytes. */
+		ST_READ_INTO((__u32 *)addr, sk, __sk_common.skc_rcv_saddr);
+	else
+		ST_READ_INTO((__u8 (*)[16])addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+}
+
+static __always_inline void st_peer_addr(const struct sock *sk, __u16 family, __u8 addr[16])
+{
+	if (family == ST_AF_INET)
+		ST_READ_INTO((__u32 *)addr, sk, __sk_common.skc_daddr);
+	else
+		ST_READ_INTO((__u8 (*)[16])addr, sk, __sk_common.skc_v6_daddr.in6_u.u6_addr8);
 }
 
 #endif

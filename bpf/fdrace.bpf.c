@@ -15,9 +15,11 @@
 #include "common.bpf.h"
 #include "fdrace.bpf.h"
 
+#define EBADF 9
 #define EBUSY 16
+#define EINVAL 22
 
-/* dup2/dup3 target fd, by thread, between entry and return. */
+/* dup2/dup3 target fd, by thread, between a kprobe's entry and return. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
@@ -55,13 +57,36 @@ static __always_inline long recall_arg(void *map)
 
 static __always_inline void dup_result(long newfd, long ret)
 {
-	if (ret == -EBUSY && newfd >= 0 && st_is_acceptor(bpf_get_current_pid_tgid() >> 32))
+	__u64 id = bpf_get_current_pid_tgid();
+
+	st_self(id, ST_SELF_DUP);
+	if (ret == -EBUSY && newfd >= 0 && st_is_acceptor(id >> 32))
 		st_emit_race(ST_RACE_DUP2_BUSY, newfd, bpf_ktime_get_ns(), 0, 0);
 }
 
+/* At a dup2()/dup3() return that is EBUSY: its target fd is the syscall's second argument,
+ * in the task's saved user registers (bpf_task_pt_regs(), 5.15). Every other return of
+ * every process leaves at the first compare, and no entry program is needed; the
+ * agent's self-test makes failing calls, EBADF and EINVAL, which the second one lets by. */
+static __always_inline void dup_returned(long ret)
+{
+	struct pt_regs *regs;
+
+	if (ret != -EBUSY) {
+		if (ret == -EBADF || ret == -EINVAL)
+			st_self(bpf_get_current_pid_tgid(), ST_SELF_DUP);
+		return;
+	}
+	regs = (struct pt_regs *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	dup_result(PT_REGS_PARM2_CORE_SYSCALL(regs), ret);
+}
+
+/* fd_install() onto an occupied slot: checked in processes that accept, whose reserved
+ * fds are the ones a dup2() can race (every other process's fd_install() stops at the bit
+ * test: it runs for every fd any process opens). */
 static __always_inline void install(long fd)
 {
-	if (st_file_at(st_fdtable(), fd))
+	if (st_is_acceptor(bpf_get_current_pid_tgid() >> 32) && st_file_at(fd))
 		st_emit_race(ST_RACE_INSTALL_OVERWRITE, fd, bpf_ktime_get_ns(), 0, 0);
 }
 
@@ -76,22 +101,20 @@ static __always_inline void install(long fd)
 static __always_inline void close_enter(long fd)
 {
 	__u64 id = bpf_get_current_pid_tgid();
-	struct st_fd_key key = { .tgid = id >> 32, .fd = fd };
 	struct st_close *last;
 	__u64 now;
 
+	st_self(id, ST_SELF_CLOSE);
 	if (!st_is_acceptor(id >> 32))
 		return;
 	now = bpf_ktime_get_ns();
-	if (st_file_at(st_fdtable(), fd)) {
-		struct st_close value = { .ns = now, .tid = (__u32)id };
-
-		bpf_map_update_elem(&st_closes, &key, &value, BPF_ANY);
+	if (st_file_at(fd)) {
+		st_close_note(fd, now);
 		return;
 	}
 	/* A single thread closing numbers it never opened (a daemon after fork) finds no
 	 * close of another thread here. */
-	last = bpf_map_lookup_elem(&st_closes, &key);
+	last = st_close_find(fd);
 	if (last && last->ns && last->tid != (__u32)id && now - last->ns <= st_cfg.double_close_window_ns)
 		st_emit_race(ST_RACE_DOUBLE_CLOSE, fd, now, now - last->ns, last->tid);
 }
@@ -119,31 +142,17 @@ int BPF_KRETPROBE(st_krp_do_dup2, int ret)
 	return 0;
 }
 
-SEC("tracepoint/syscalls/sys_enter_dup2")
-int st_tp_enter_dup2(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_arg(&st_dup_calls, ctx->args[1]);
-	return 0;
-}
-
 SEC("tracepoint/syscalls/sys_exit_dup2")
 int st_tp_exit_dup2(struct trace_event_raw_sys_exit *ctx)
 {
-	dup_result(recall_arg(&st_dup_calls), ctx->ret);
-	return 0;
-}
-
-SEC("tracepoint/syscalls/sys_enter_dup3")
-int st_tp_enter_dup3(struct trace_event_raw_sys_enter *ctx)
-{
-	remember_arg(&st_dup_calls, ctx->args[1]);
+	dup_returned(ctx->ret);
 	return 0;
 }
 
 SEC("tracepoint/syscalls/sys_exit_dup3")
 int st_tp_exit_dup3(struct trace_event_raw_sys_exit *ctx)
 {
-	dup_result(recall_arg(&st_dup_calls), ctx->ret);
+	dup_returned(ctx->ret);
 	return 0;
 }
 

@@ -10,15 +10,35 @@ struct st_fd_key {
 	__s32 fd;
 };
 
+/* The last successful close of one fd of a process, and which thread made it; ns 0 once an
+ * accept consumed it. */
 struct st_close {
 	__u64 ns;
 	__u32 tid;
 	__u32 _pad;
 };
 
-/* The last successful close of each (process, fd), and which thread made it; ns 0 once an
- * accept consumed it. LRU: closes vastly outnumber the accepts and failed closes that look
- * them up, and only a recent one matters. */
+/*
+ * A process's closes of fds below ST_CLOSE_SLOTS, slot = fd, in the process's own task
+ * storage (on its group leader): a close is two stores, an accept one load, and the table
+ * goes when the process does. Made at the process's first close once it accepts.
+ */
+#define ST_CLOSE_SLOTS 1024
+
+struct st_close_table {
+	struct st_close slot[ST_CLOSE_SLOTS];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_TASK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct st_close_table);
+} st_close_tables SEC(".maps") __weak;
+
+/* The closes of higher fds, and of every fd where the kernel has no task storage (before
+ * 5.11). LRU: closes vastly outnumber the accepts and failed closes that look them up,
+ * and only a recent one matters. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 65536);
@@ -62,6 +82,63 @@ static __always_inline int st_is_acceptor(__u32 tgid)
 	return !bits || ((*bits >> (tgid % 64)) & 1);
 }
 
+static __always_inline int st_close_in_table(long fd)
+{
+	return st_task_storage() && fd >= 0 && fd < ST_CLOSE_SLOTS;
+}
+
+static __always_inline struct st_close_table *st_close_table(__u64 flags)
+{
+	return bpf_task_storage_get(&st_close_tables, bpf_get_current_task_btf()->group_leader, 0, flags);
+}
+
+/* The current process's last close of fd, or NULL. */
+static __always_inline struct st_close *st_close_find(long fd)
+{
+	struct st_fd_key key = { .tgid = bpf_get_current_pid_tgid() >> 32, .fd = fd };
+	struct st_close_table *table;
+	__u32 i;
+
+	if (!st_close_in_table(fd))
+		return bpf_map_lookup_elem(&st_closes, &key);
+	table = st_close_table(0);
+	/* Bounded again after the call, out of clang's sight (barrier_var): 6.1's verifier
+	 * loses the bound of a register clang kept across it. */
+	i = fd;
+	barrier_var(i);
+	if (!table || i >= ST_CLOSE_SLOTS)
+		return NULL;
+	return &table->slot[i];
+}
+
+/* fd was closed by the current thread at now. */
+static __always_inline void st_close_note(long fd, __u64 now)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+	struct st_fd_key key = { .tgid = id >> 32, .fd = fd };
+	struct st_close value = { .ns = now, .tid = (__u32)id };
+	struct st_close_table *table;
+	struct st_close *slot;
+	__u32 i;
+
+	if (!st_close_in_table(fd)) {
+		bpf_map_update_elem(&st_closes, &key, &value, BPF_ANY);
+		return;
+	}
+	table = st_close_table(BPF_LOCAL_STORAGE_GET_F_CREATE);
+	if (!table) {
+		st_count(ST_COUNTER_PENDING_FULL);
+		return;
+	}
+	i = fd;
+	barrier_var(i);
+	if (i >= ST_CLOSE_SLOTS)
+		return;
+	slot = &table->slot[i];
+	slot->ns = now;
+	slot->tid = (__u32)id;
+}
+
 static __always_inline void st_emit_race(__u32 kind, long fd, __u64 now, __u64 gap_ns, __u32 other_tid)
 {
 	__u64 id = bpf_get_current_pid_tgid();
@@ -89,20 +166,17 @@ static __always_inline void st_emit_race(__u32 kind, long fd, __u64 now, __u64 g
  * The kernel hands out the lowest free fd (alloc_fd(), fs/file.c), so on a thread-pool
  * server a worker's close is routinely followed by the acceptor's next accept getting the
  * same number: no race, but the window in which a stale copy of the number in the worker
- * would name the new connection. The close is consumed whoever made it, by a store through
- * the lookup (no map update on the accept path): a later accept of the same number needs a
- * later close.
+ * would name the new connection. The close is consumed whoever made it, by a store (no map
+ * update on the accept path): a later accept of the same number needs a later close.
  */
 static __always_inline __u64 st_fd_closed_by_other(long fd)
 {
-	__u64 id = bpf_get_current_pid_tgid();
-	struct st_fd_key key = { .tgid = id >> 32, .fd = fd };
-	struct st_close *closed = bpf_map_lookup_elem(&st_closes, &key);
+	struct st_close *closed = st_close_find(fd);
 	__u64 ns;
 
 	if (!closed || !closed->ns)
 		return 0;
-	ns = closed->tid != (__u32)id ? closed->ns : 0;
+	ns = closed->tid != (__u32)bpf_get_current_pid_tgid() ? closed->ns : 0;
 	closed->ns = 0;
 	return ns;
 }

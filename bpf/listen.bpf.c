@@ -36,17 +36,16 @@
 #define ETH_P_IPV6 0x86DD
 #define IPPROTO_TCP 6
 
-char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 static __always_inline void count_if_full(struct sock *sk)
 {
 	if (st_acceptq_full(sk))
-		st_listen_seen(sk, 1);
+		st_listen_overflowed(sk);
 }
 
 static __always_inline void v6_syn_recv_sock(struct sock *sk, struct sk_buff *skb)
 {
-	if (BPF_CORE_READ(skb, protocol) != bpf_htons(ETH_P_IP))
+	if (ST_READ(skb, protocol) != bpf_htons(ETH_P_IP))
 		count_if_full(sk);
 }
 
@@ -60,7 +59,7 @@ static __always_inline void listener_dropped(struct sock *sk, int reason)
 {
 	struct st_listen_value *v;
 
-	if (!sk || BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_LISTEN)
+	if (!sk || ST_READ(sk, __sk_common.skc_state) != TCP_LISTEN)
 		return;
 	v = st_listen_entry(sk);
 	if (!v)
@@ -76,12 +75,12 @@ static __always_inline void listener_dropped(struct sock *sk, int reason)
  * backlog" since 6.10 and in the stable kernels that took the fix. */
 static __always_inline int syn_queue_full(struct sock *sk)
 {
-	return st_syn_queue_len(sk) > BPF_CORE_READ(sk, sk_max_ack_backlog);
+	return st_syn_queue_len(sk) > ST_READ(sk, sk_max_ack_backlog);
 }
 
 static __always_inline __u8 syncookies_of(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ipv4.sysctl_tcp_syncookies);
+	return ST_READ(sk, __sk_common.skc_net.net, ipv4.sysctl_tcp_syncookies);
 }
 
 /* Why tcp_conn_request() drops a SYN, in the order it checks: a full SYN queue with
@@ -130,7 +129,7 @@ static __always_inline void syn_answered(struct st_listen_value *v, struct sock 
 	__u8 cookies = syncookies_of(sk);
 	__u32 qlen = st_syn_queue_len(sk);
 
-	if (cookies == 2 || (cookies && qlen > BPF_CORE_READ(sk, sk_max_ack_backlog) && qlen == v->syn_queue))
+	if (cookies == 2 || (cookies && qlen > ST_READ(sk, sk_max_ack_backlog) && qlen == v->syn_queue))
 		__sync_fetch_and_add(&v->cookies, 1);
 	st_listen_queues(v, sk);
 }
@@ -143,26 +142,27 @@ static __always_inline void syn_answered(struct st_listen_value *v, struct sock 
 static __always_inline void syn_consumed(__u32 netns, __u16 port)
 {
 	struct st_listen_port_key key = { .netns = netns, .port = port };
+	struct st_listen_port *slots = bpf_map_lookup_elem(&st_listen_ports, &key);
 	struct st_listen_value *only = NULL;
 	__u64 only_sk = 0;
 	int candidates = 0;
 
-	for (__u16 slot = 0; slot < ST_LISTEN_PORT_SLOTS; slot++) {
+	if (!slots)
+		return;
+	for (int slot = 0; slot < ST_LISTEN_PORT_SLOTS; slot++) {
 		struct st_listen_value *v;
-		__u64 *held, drops, seen;
+		__u64 held = slots->sk[slot], drops, seen;
 		struct sock *sk;
 
-		key.slot = slot;
-		held = bpf_map_lookup_elem(&st_listen_ports, &key);
 		if (!held)
 			continue;
-		v = bpf_map_lookup_elem(&st_listen, held);
+		v = bpf_map_lookup_elem(&st_listen, &held);
 		if (!v)
 			continue;
-		sk = (struct sock *)*held;
+		sk = st_cast(held, struct sock);
 		candidates++;
 		only = v;
-		only_sk = *held;
+		only_sk = held;
 		drops = st_sk_drops(sk);
 		seen = v->drops_seen;
 		if (drops == seen)
@@ -174,7 +174,7 @@ static __always_inline void syn_consumed(__u32 netns, __u16 port)
 		return;
 	}
 	if (candidates == 1 && only)
-		syn_answered(only, (struct sock *)only_sk);
+		syn_answered(only, st_cast(only_sk, struct sock));
 }
 
 /*
@@ -184,36 +184,40 @@ static __always_inline void syn_consumed(__u32 netns, __u16 port)
  */
 static __always_inline void skb_consumed(struct sk_buff *skb)
 {
-	struct tcphdr th;
 	unsigned char *head;
 	unsigned long refdst;
+	__u64 network;
+	struct tcphdr *th;
 	__u16 proto;
 	__u8 l4 = 0;
 
-	if (BPF_CORE_READ(skb, dev) || BPF_CORE_READ(skb, sk))
+	if (ST_READ(skb, dev) || ST_READ(skb, sk))
 		return;
-	proto = BPF_CORE_READ(skb, protocol);
-	head = BPF_CORE_READ(skb, head);
+	proto = ST_READ(skb, protocol);
+	head = ST_READ(skb, head);
+	network = (__u64)head + ST_READ(skb, network_header);
 	if (proto == bpf_htons(ETH_P_IP)) {
-		struct iphdr *iph = (struct iphdr *)(head + BPF_CORE_READ(skb, network_header));
+		struct iphdr *iph = st_cast(network, struct iphdr);
 
-		l4 = BPF_CORE_READ(iph, protocol);
+		l4 = ST_READ(iph, protocol);
 	} else if (proto == bpf_htons(ETH_P_IPV6)) {
-		struct ipv6hdr *ip6h = (struct ipv6hdr *)(head + BPF_CORE_READ(skb, network_header));
+		struct ipv6hdr *ip6h = st_cast(network, struct ipv6hdr);
 
-		l4 = BPF_CORE_READ(ip6h, nexthdr);
+		l4 = ST_READ(ip6h, nexthdr);
 	}
 	if (l4 != IPPROTO_TCP)
 		return;
-	if (bpf_probe_read_kernel(&th, sizeof(th), head + BPF_CORE_READ(skb, transport_header)))
-		return;
-	if (!th.syn || th.ack)
+	th = st_cast((__u64)head + ST_READ(skb, transport_header), struct tcphdr);
+	if (st_casts() ? !BPF_CORE_READ_BITFIELD(th, syn) || BPF_CORE_READ_BITFIELD(th, ack)
+		       : !BPF_CORE_READ_BITFIELD_PROBED(th, syn) || BPF_CORE_READ_BITFIELD_PROBED(th, ack))
 		return;
 	/* The input route's device is in the namespace the SYN arrived in. */
-	refdst = BPF_CORE_READ(skb, _skb_refdst) & ~1UL;
+	refdst = ST_READ(skb, _skb_refdst) & ~1UL;
 	if (!refdst)
 		return;
-	syn_consumed(BPF_CORE_READ((struct dst_entry *)refdst, dev, nd_net.net, ns.inum), bpf_ntohs(th.dest));
+	struct dst_entry *dst = st_cast(refdst, struct dst_entry);
+
+	syn_consumed(ST_READ(dst, dev, nd_net.net, ns.inum), bpf_ntohs(ST_READ(th, dest)));
 }
 
 /* ---- hook "listen_overflow" ---- */
@@ -221,7 +225,7 @@ static __always_inline void skb_consumed(struct sk_buff *skb)
 SEC("kprobe/tcp_conn_request")
 int BPF_KPROBE(st_kp_tcp_conn_request, void *rsk_ops, void *af_ops, struct sock *sk)
 {
-	conn_request(sk);
+	conn_request(st_cast(sk, struct sock));
 	return 0;
 }
 
@@ -230,21 +234,21 @@ int BPF_KPROBE(st_kp_tcp_conn_request, void *rsk_ops, void *af_ops, struct sock 
 SEC("kprobe/inet_csk_listen_start")
 int BPF_KPROBE(st_kp_inet_csk_listen_start, struct sock *sk)
 {
-	st_listen_started(sk);
+	st_listen_started(st_cast(sk, struct sock));
 	return 0;
 }
 
 SEC("kprobe/tcp_v4_syn_recv_sock")
 int BPF_KPROBE(st_kp_tcp_v4_syn_recv_sock, struct sock *sk)
 {
-	count_if_full(sk);
+	count_if_full(st_cast(sk, struct sock));
 	return 0;
 }
 
 SEC("kprobe/tcp_v6_syn_recv_sock")
 int BPF_KPROBE(st_kp_tcp_v6_syn_recv_sock, struct sock *sk, struct sk_buff *skb)
 {
-	v6_syn_recv_sock(sk, skb);
+	v6_syn_recv_sock(st_cast(sk, struct sock), st_cast(skb, struct sk_buff));
 	return 0;
 }
 

@@ -1,17 +1,15 @@
 /* SPDX-License-Identifier: (LGPL-2.1 OR BSD-2-Clause) */
-/* Listen queues: what the accept path shares with listen.bpf.c. */
+/* Listen queues: what the accept path and the state program share with listen.bpf.c. */
 #ifndef SOCKTRACE_LISTEN_BPF_H
 #define SOCKTRACE_LISTEN_BPF_H
 
 #include "common.bpf.h"
 #include <bpf/bpf_endian.h>
 
-#define ST_AF_INET 2
-#define ST_AF_INET6 10
-
 /*
  * Every listening socket seen, by the address of its struct sock: members of one
- * SO_REUSEPORT group, and listeners on two addresses of one port, are apart. LRU:
+ * SO_REUSEPORT group, and listeners on two addresses of one port, are apart. Its accepts
+ * are counted by the agent from the accept records, which name the listener. LRU:
  * listeners come and go with pods; one whose close was missed is evicted when the map
  * needs room.
  */
@@ -22,53 +20,40 @@ struct {
 	__type(value, struct st_listen_value);
 } st_listen SEC(".maps") __weak;
 
-/* Slots of one (netns, port) in st_listen_ports: the listening sockets a SYN to that port
- * can reach. More members of one SO_REUSEPORT group than this are not told apart there. */
+/* The listening sockets a SYN to one (netns, port) can reach. More members of one
+ * SO_REUSEPORT group than this are not told apart there. */
 #define ST_LISTEN_PORT_SLOTS 8
 
 struct st_listen_port_key {
 	__u32 netns;
 	__u16 port;
-	__u16 slot;
+	__u16 _pad;
 };
 
-/*
- * The listeners of each (netns, port), for the hooks that see a packet but not the
- * listener it reached (listen.bpf.c, tracepoint mode).
- */
+struct st_listen_port {
+	__u64 sk[ST_LISTEN_PORT_SLOTS]; /* 0: free */
+};
+
+/* For the hooks that see a packet but not the listener it reached (listen.bpf.c,
+ * tracepoint mode): one lookup per SYN. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, 16384);
 	__type(key, struct st_listen_port_key);
-	__type(value, __u64);
+	__type(value, struct st_listen_port);
 } st_listen_ports SEC(".maps") __weak;
-
-/*
- * Accepts per listening socket and accepting process: the processes that share one
- * listener are its workers. LRU; the agent removes a closed listener's workers.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct st_listen_worker_key);
-	__type(value, struct st_listen_worker_value);
-} st_listen_workers SEC(".maps") __weak;
 
 /* sk_acceptq_is_full() (include/net/sock.h): the queue holds one more than the backlog. */
 static __always_inline int st_acceptq_full(struct sock *sk)
 {
-	return BPF_CORE_READ(sk, sk_ack_backlog) > BPF_CORE_READ(sk, sk_max_ack_backlog);
+	return ST_READ(sk, sk_ack_backlog) > ST_READ(sk, sk_max_ack_backlog);
 }
 
 static __always_inline __u32 st_syn_queue_len(struct sock *sk)
 {
-	return BPF_CORE_READ((struct inet_connection_sock *)sk, icsk_accept_queue.qlen.counter);
-}
+	struct inet_connection_sock *icsk = st_cast(sk, struct inet_connection_sock);
 
-/* The network namespace's inode number, as in /proc/PID/ns/net. */
-static __always_inline __u32 st_netns_of(const struct sock *sk)
-{
-	return BPF_CORE_READ(sk, __sk_common.skc_net.net, ns.inum);
+	return ST_READ(icsk, icsk_accept_queue.qlen.counter);
 }
 
 /*
@@ -77,37 +62,35 @@ static __always_inline __u32 st_netns_of(const struct sock *sk)
  */
 static __always_inline __u64 st_sk_drops(struct sock *sk)
 {
-	return (__u32)BPF_CORE_READ(sk, sk_drops.counter);
+	return (__u32)ST_READ(sk, sk_drops.counter);
 }
 
-static __always_inline void st_listen_index(const struct st_listen_value *v, __u64 sk)
+/* Adds or removes sk in its (netns, port)'s slots. Slots of one port change only at
+ * listen() and close(): a plain store, and a lost race costs a SYN's attribution. */
+static __always_inline void st_listen_index(const struct st_listen_value *v, __u64 sk, int add)
 {
 	struct st_listen_port_key key = { .netns = v->netns, .port = v->port };
+	struct st_listen_port *port = bpf_map_lookup_elem(&st_listen_ports, &key);
+	int free = -1;
 
-	for (__u16 slot = 0; slot < ST_LISTEN_PORT_SLOTS; slot++) {
-		__u64 *held;
+	if (!port) {
+		struct st_listen_port first = { .sk = { sk } };
 
-		key.slot = slot;
-		held = bpf_map_lookup_elem(&st_listen_ports, &key);
-		if (held && *held == sk)
-			return;
-		if (!held && !bpf_map_update_elem(&st_listen_ports, &key, &sk, BPF_NOEXIST))
-			return;
+		if (add)
+			bpf_map_update_elem(&st_listen_ports, &key, &first, BPF_NOEXIST);
+		return;
 	}
-}
-
-static __always_inline void st_listen_unindex(const struct st_listen_value *v, __u64 sk)
-{
-	struct st_listen_port_key key = { .netns = v->netns, .port = v->port };
-
-	for (__u16 slot = 0; slot < ST_LISTEN_PORT_SLOTS; slot++) {
-		__u64 *held;
-
-		key.slot = slot;
-		held = bpf_map_lookup_elem(&st_listen_ports, &key);
-		if (held && *held == sk)
-			bpf_map_delete_elem(&st_listen_ports, &key);
+	for (int slot = 0; slot < ST_LISTEN_PORT_SLOTS; slot++) {
+		if (port->sk[slot] == sk) {
+			if (!add)
+				port->sk[slot] = 0;
+			return;
+		}
+		if (!port->sk[slot] && free < 0)
+			free = slot;
 	}
+	if (add && free >= 0 && free < ST_LISTEN_PORT_SLOTS)
+		port->sk[free] = sk;
 }
 
 /*
@@ -123,55 +106,52 @@ static __always_inline struct st_listen_value *st_listen_entry(struct sock *sk)
 
 	v = bpf_map_lookup_elem(&st_listen, &key);
 	if (v) {
-		__u16 port = BPF_CORE_READ(sk, __sk_common.skc_num);
+		__u16 port = ST_READ(sk, __sk_common.skc_num);
 
 		if (v->port == port && v->netns == st_netns_of(sk))
 			return v;
 		if (!v->port && port) {
 			v->port = port;
-			st_listen_index(v, key);
+			st_listen_index(v, key, 1);
 			return v;
 		}
 		/* A sock freed without its close seen (a failed listen() in kprobe mode, where no
 		 * state change is traced), its memory now another listener's: start afresh. */
-		st_listen_unindex(v, key);
+		st_listen_index(v, key, 0);
 		bpf_map_delete_elem(&st_listen, &key);
 	}
 	first.netns = st_netns_of(sk);
-	first.port = BPF_CORE_READ(sk, __sk_common.skc_num);
-	first.family = BPF_CORE_READ(sk, __sk_common.skc_family);
-	if (first.family == ST_AF_INET)
-		BPF_CORE_READ_INTO((__u32 *)first.addr, sk, __sk_common.skc_rcv_saddr);
-	else
-		BPF_CORE_READ_INTO(&first.addr, sk, __sk_common.skc_v6_rcv_saddr.in6_u.u6_addr8);
+	first.port = ST_READ(sk, __sk_common.skc_num);
+	first.family = ST_READ(sk, __sk_common.skc_family);
+	st_local_addr(sk, first.family, first.addr);
 	first.drops_seen = st_sk_drops(sk);
 	first.seen_ns = bpf_ktime_get_ns();
-	first.limit = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	first.limit = ST_READ(sk, sk_max_ack_backlog);
 	/* Fails only when another CPU added it first: then the lookup finds that one. */
 	bpf_map_update_elem(&st_listen, &key, &first, BPF_NOEXIST);
 	v = bpf_map_lookup_elem(&st_listen, &key);
 	if (v && v->port)
-		st_listen_index(v, key);
+		st_listen_index(v, key, 1);
 	return v;
 }
 
 /* The queues as they are now: what `ss -lnt` (Recv-Q, Send-Q) would show. */
 static __always_inline void st_listen_queues(struct st_listen_value *v, struct sock *sk)
 {
-	v->depth = BPF_CORE_READ(sk, sk_ack_backlog);
-	v->limit = BPF_CORE_READ(sk, sk_max_ack_backlog);
+	v->depth = ST_READ(sk, sk_ack_backlog);
+	v->limit = ST_READ(sk, sk_max_ack_backlog);
 	v->syn_queue = st_syn_queue_len(sk);
+	v->queues_ns = bpf_ktime_get_ns();
 }
 
-/* Seen at an accept() call on it, or at an overflow (counted when overflow is set). */
-static __always_inline void st_listen_seen(struct sock *sk, int overflow)
+/* Seen at an overflow: counted, and its queues as they are now. */
+static __always_inline void st_listen_overflowed(struct sock *sk)
 {
 	struct st_listen_value *v = st_listen_entry(sk);
 
 	if (!v)
 		return;
-	if (overflow)
-		__sync_fetch_and_add(&v->overflows, 1);
+	__sync_fetch_and_add(&v->overflows, 1);
 	st_listen_queues(v, sk);
 }
 
@@ -179,30 +159,6 @@ static __always_inline void st_listen_seen(struct sock *sk, int overflow)
 static __always_inline void st_listen_started(struct sock *sk)
 {
 	st_listen_entry(sk);
-}
-
-/* accept() returned a connection from this listener, in the current process. A map
- * update only at a process's first accept from a listener; lookups after that. */
-static __always_inline void st_listen_accepted(__u64 sk)
-{
-	struct st_listen_value *v = bpf_map_lookup_elem(&st_listen, &sk);
-	struct st_listen_worker_key wkey = { .sk = sk, .tgid = bpf_get_current_pid_tgid() >> 32 };
-	struct st_listen_worker_value *w;
-
-	if (!v)
-		return;
-	__sync_fetch_and_add(&v->accepts, 1);
-	w = bpf_map_lookup_elem(&st_listen_workers, &wkey);
-	if (!w) {
-		struct st_listen_worker_value first = { .first_ns = bpf_ktime_get_ns() };
-
-		st_process_comm(first.comm);
-		bpf_map_update_elem(&st_listen_workers, &wkey, &first, BPF_NOEXIST);
-		w = bpf_map_lookup_elem(&st_listen_workers, &wkey);
-		if (!w)
-			return;
-	}
-	__sync_fetch_and_add(&w->accepts, 1);
 }
 
 /* A listener closed (LISTEN -> CLOSE in tcp_close(), net/ipv4/tcp.c): its series go at
@@ -214,7 +170,7 @@ static __always_inline void st_listen_forget(const struct sock *sk)
 
 	if (!v)
 		return;
-	st_listen_unindex(v, key);
+	st_listen_index(v, key, 0);
 	bpf_map_delete_elem(&st_listen, &key);
 }
 

@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # The in-kernel cost of every hook, per operation, beside the accept-only bpftrace script a
-# user would otherwise run (tests/SockTrace.Benchmarks/load/accept.bt), in one run:
+# user would otherwise run (tests/SockTrace.Benchmarks/load/accept.bt) and beside the floor
+# (load/floor.bpf.c: an empty program on each of the agent's attach points), in one run:
 #   1. BPF ns per loopback connection (connect, accept, both closes, all its packets), per
-#      EAGAIN from accept4(), per close() of a process that never accepts; ns per run of
-#      the per-packet and per-state-change programs. kernel.bpf_stats_enabled is on only
-#      while a workload runs (it adds two clock reads to every run) and the programs are
-#      told apart by id: those the tracer loaded.
-#   2. End to end, interleaved rounds with no tracer, the agent and the script: nginx
-#      (nginx-light, one worker) under wrk with Connection: close; two threads polling
+#      EAGAIN from accept4(), per close() and per dup2() of a process that never accepts;
+#      ns per run of the per-packet program, and of the state program on the state changes
+#      of closing alone (connections opened before the measured window). kernel.bpf_stats_enabled
+#      is on only while a workload runs (it adds two clock reads to every run) and the
+#      programs are told apart by id: those the tracer loaded.
+#   2. End to end, interleaved rounds with no tracer, the agent, the script and the floor:
+#      nginx (nginx-light, one worker) under wrk with Connection: close; two threads polling
 #      accept4() on an empty non-blocking listener; the stload accept loop.
 # Run as root. Knobs: ROUNDS (3), SECONDS_OP (4), SECONDS_E2E (5), SKIP_BUILD=1,
-# AGENT_ARGS (e.g. "--attach-mode kprobe"), BENCH_OUT.
+# AGENT_ARGS (e.g. "--attach-mode kprobe"), AGENT_DLL (another build of the agent), BENCH_OUT.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -19,9 +21,11 @@ SECONDS_OP=${SECONDS_OP:-4}
 SECONDS_E2E=${SECONDS_E2E:-5}
 out=${BENCH_OUT:-$(mktemp -d /tmp/socktrace-hotpath.XXXXXX)}
 mkdir -p "$out"
-agent_dll=$root/agent/SockTrace.Agent/bin/Release/net10.0/socktrace.dll
+agent_dll=${AGENT_DLL:-$root/agent/SockTrace.Agent/bin/Release/net10.0/socktrace.dll}
 stload=$root/tests/SockTrace.Benchmarks/bin/stload
 script=$root/tests/SockTrace.Benchmarks/load/accept.bt
+floor=$root/tests/SockTrace.Benchmarks/bin/floor
+floor_obj=$root/tests/SockTrace.Benchmarks/bin/floor.bpf.o
 port=${AGENT_PORT:-19474}
 nginx_port=${NGINX_PORT:-18490}
 tracer_pid=
@@ -35,6 +39,8 @@ else
 fi
 mkdir -p "$(dirname "$stload")"
 cc -O2 -Wall -Wextra -pthread tests/SockTrace.Benchmarks/load/stload.c -o "$stload"
+clang -O2 -g -target bpf -I"/usr/include/$(gcc -dumpmachine)" -c tests/SockTrace.Benchmarks/load/floor.bpf.c -o "$floor_obj"
+cc -O2 -Wall -Wextra tests/SockTrace.Benchmarks/load/floor.c -lbpf -o "$floor"
 mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing
 
 field() { tr ' ' '\n' <<<"$2" | sed -n "s/^$1=//p"; }
@@ -49,7 +55,7 @@ stats() { # "median [min..max]"
     f = v[NR] >= 100 ? "%.0f" : "%.3g"; printf f " [" f ".." f "]", m, v[1], v[NR] }'
 }
 
-start_tracer() { # agent | bpftrace | none; leaves the tracer's program ids in $out/ids.$1
+start_tracer() { # agent | bpftrace | floor | none; leaves the tracer's program ids in $out/ids.$1
   prog_ids >"$out/ids.before"
   case $1 in
     agent)
@@ -63,6 +69,10 @@ start_tracer() { # agent | bpftrace | none; leaves the tracer's program ids in $
       tracer_pid=$!
       for _ in $(seq 1 600); do grep -q '^Attaching' "$out/bpftrace.log" && break; sleep 0.1; done
       sleep 1 ;;
+    floor)
+      "$floor" "$floor_obj" >"$out/floor.log" 2>&1 &
+      tracer_pid=$!
+      for _ in $(seq 1 600); do grep -q '^Attached' "$out/floor.log" && break; sleep 0.1; done ;;
     none) tracer_pid= ;;
   esac
   prog_ids | comm -13 "$out/ids.before" - >"$out/ids.$1"
@@ -81,13 +91,25 @@ stop_tracer() {
 trap 'stop_tracer; nginx -c "$out/nginx.conf" -p "$out" -s stop 2>/dev/null || true' EXIT
 
 # measure TRACER WORKLOAD ARGS...: runs stload under bpf_stats, prints "OPS" then one line per
-# program of the tracer: NAME RUNS NS
+# program of the tracer: NAME RUNS NS. The closes workload opens its connections before the
+# window: stats cover only what it does after "opened".
 measure() {
   local tracer=$1; shift
   local was; was=$(sysctl -n kernel.bpf_stats_enabled)
-  sysctl -qw kernel.bpf_stats_enabled=1
-  prog_stats >"$out/s0"
-  local line; line=$("$stload" "$@")
+  local line
+  if [[ $1 == closes ]]; then
+    coproc CLOSES { "$stload" "$@"; }
+    local opened; read -r opened <&"${CLOSES[0]}"
+    sysctl -qw kernel.bpf_stats_enabled=1
+    prog_stats >"$out/s0"
+    echo go >&"${CLOSES[1]}"
+    read -r line <&"${CLOSES[0]}"
+    wait "$CLOSES_PID" 2>/dev/null || true
+  else
+    sysctl -qw kernel.bpf_stats_enabled=1
+    prog_stats >"$out/s0"
+    line=$("$stload" "$@")
+  fi
   prog_stats >"$out/s1"
   sysctl -qw kernel.bpf_stats_enabled="$was"
   echo "$line" >>"$out/workloads.txt"
@@ -105,19 +127,22 @@ per_run() { # per_run REGEX < lines: ns per run of the programs whose name match
 }
 
 # ---- 1. BPF ns per operation ----
-declare -A conn eagain closes pkt state
-for tracer in agent bpftrace; do
-  for i in $(seq 1 "$ROUNDS"); do
+declare -A conn eagain closes dups pkt state
+for i in $(seq 1 "$ROUNDS"); do
+  for tracer in agent bpftrace floor; do
     log "BPF cost, $tracer, round $i/$ROUNDS"
     start_tracer "$tracer"
     m=$(measure "$tracer" accept "$SECONDS_OP"); n=$(head -1 <<<"$m"); tail -n +2 <<<"$m" >"$out/accept.$tracer.$i"
     conn[$tracer]+=" $(per_op "$n" <"$out/accept.$tracer.$i")"
     pkt[$tracer]+=" $(per_run 'netif_receive' <"$out/accept.$tracer.$i")"
-    state[$tracer]+=" $(per_run 'set_state' <"$out/accept.$tracer.$i")"
     m=$(measure "$tracer" eagain "$SECONDS_OP" 1); n=$(head -1 <<<"$m"); tail -n +2 <<<"$m" >"$out/eagain.$tracer.$i"
     eagain[$tracer]+=" $(per_op "$n" <"$out/eagain.$tracer.$i")"
     m=$(measure "$tracer" close "$SECONDS_OP"); n=$(head -1 <<<"$m"); tail -n +2 <<<"$m" >"$out/close.$tracer.$i"
     closes[$tracer]+=" $(per_op "$n" <"$out/close.$tracer.$i")"
+    m=$(measure "$tracer" dup "$SECONDS_OP"); n=$(head -1 <<<"$m"); tail -n +2 <<<"$m" >"$out/dup.$tracer.$i"
+    dups[$tracer]+=" $(per_op "$n" <"$out/dup.$tracer.$i")"
+    m=$(measure "$tracer" closes 20000); tail -n +2 <<<"$m" >"$out/closes.$tracer.$i"
+    state[$tracer]+=" $(per_run 'set_state' <"$out/closes.$tracer.$i")"
     stop_tracer
   done
 done
@@ -134,7 +159,7 @@ nginx -c "$out/nginx.conf" -p "$out"
 sleep 0.5
 declare -A rps polls accepts
 for i in $(seq 1 "$ROUNDS"); do
-  for tracer in none agent bpftrace; do
+  for tracer in none agent bpftrace floor; do
     log "end to end, $tracer, round $i/$ROUNDS"
     start_tracer "$tracer"
     r=$(wrk -t1 -c16 -d"${SECONDS_E2E}s" -H 'Connection: close' "http://127.0.0.1:$nginx_port/" | awk '/^Requests\/sec/ {print $2}')
@@ -152,20 +177,23 @@ ratios() { # ratios "A1 A2 .." "B1 B2 ..": B_i / A_i, per interleaved round
 {
   echo "## Hot path ($(date -u +%Y-%m-%dT%H:%MZ), $(uname -r), load before: $(cut -d' ' -f1-3 /proc/loadavg))"
   echo
-  echo "| measure (median [min..max] of $ROUNDS rounds) | agent | accept-only bpftrace |"
-  echo "|---|---|---|"
-  echo "| BPF ns per loopback connection | $(stats ${conn[agent]}) | $(stats ${conn[bpftrace]}) |"
-  echo "| BPF ns per EAGAIN accept4() | $(stats ${eagain[agent]}) | $(stats ${eagain[bpftrace]}) |"
-  echo "| BPF ns per close() of a process that never accepts | $(stats ${closes[agent]}) | $(stats ${closes[bpftrace]}) |"
-  echo "| ns per run, per received packet | $(stats ${pkt[agent]}) | - |"
-  echo "| ns per run, per TCP state change | $(stats ${state[agent]}) | - |"
-  echo "| nginx + wrk requests/s, ratio to no tracer | $(stats $(ratios "${rps[none]}" "${rps[agent]}")) | $(stats $(ratios "${rps[none]}" "${rps[bpftrace]}")) |"
-  echo "| 2 EAGAIN pollers, calls/s ratio to no tracer | $(stats $(ratios "${polls[none]}" "${polls[agent]}")) | $(stats $(ratios "${polls[none]}" "${polls[bpftrace]}")) |"
-  echo "| stload accept, connections/s ratio to no tracer | $(stats $(ratios "${accepts[none]}" "${accepts[agent]}")) | $(stats $(ratios "${accepts[none]}" "${accepts[bpftrace]}")) |"
+  echo "| measure (median [min..max] of $ROUNDS rounds) | agent | accept-only bpftrace | floor: empty programs on the agent's attach points |"
+  echo "|---|---|---|---|"
+  echo "| BPF ns per loopback connection | $(stats ${conn[agent]}) | $(stats ${conn[bpftrace]}) | $(stats ${conn[floor]}) |"
+  echo "| BPF ns per EAGAIN accept4() | $(stats ${eagain[agent]}) | $(stats ${eagain[bpftrace]}) | $(stats ${eagain[floor]}) |"
+  echo "| BPF ns per close() of a process that never accepts | $(stats ${closes[agent]}) | $(stats ${closes[bpftrace]}) | $(stats ${closes[floor]}) |"
+  echo "| BPF ns per dup2() of a process that never accepts | $(stats ${dups[agent]}) | $(stats ${dups[bpftrace]}) | $(stats ${dups[floor]}) |"
+  echo "| ns per run, per received packet | $(stats ${pkt[agent]}) | - | $(stats ${pkt[floor]}) |"
+  echo "| ns per run, per TCP state change of closing (no open) | $(stats ${state[agent]}) | - | $(stats ${state[floor]}) |"
+  echo "| nginx + wrk requests/s, ratio to no tracer | $(stats $(ratios "${rps[none]}" "${rps[agent]}")) | $(stats $(ratios "${rps[none]}" "${rps[bpftrace]}")) | $(stats $(ratios "${rps[none]}" "${rps[floor]}")) |"
+  echo "| 2 EAGAIN pollers, calls/s ratio to no tracer | $(stats $(ratios "${polls[none]}" "${polls[agent]}")) | $(stats $(ratios "${polls[none]}" "${polls[bpftrace]}")) | $(stats $(ratios "${polls[none]}" "${polls[floor]}")) |"
+  echo "| stload accept, connections/s ratio to no tracer | $(stats $(ratios "${accepts[none]}" "${accepts[agent]}")) | $(stats $(ratios "${accepts[none]}" "${accepts[bpftrace]}")) | $(stats $(ratios "${accepts[none]}" "${accepts[floor]}")) |"
   echo
   echo "Per program, last round (runs per operation, ns per run):"
-  for w in accept eagain close; do
-    awk -v w="$w" '{ printf "  %s %s: %d runs, %.0f ns/run\n", w, $1, $2, $2 ? $3 / $2 : 0 }' "$out/$w.agent.$ROUNDS"
+  for w in accept eagain close dup closes; do
+    for t in agent floor; do
+      awk -v w="$w" '{ printf "  %s %s: %d runs, %.0f ns/run\n", w, $1, $2, $2 ? $3 / $2 : 0 }' "$out/$w.$t.$ROUNDS"
+    done
   done
 } | tee "$out/summary.md"
 log "details in $out"

@@ -12,7 +12,7 @@ public static class RecordWriter
 {
     public const uint AcceptType = 1;   // ST_RECORD_ACCEPT
     public const uint FdRaceType = 2;   // ST_RECORD_FD_RACE
-    public const int AcceptSize = 104;  // sizeof(struct st_accept_record)
+    public const int AcceptSize = 136;  // sizeof(struct st_accept_record)
     public const int FdRaceSize = 72;   // sizeof(struct st_fd_race_record)
     public const uint RaceDup2Busy = 1;        // ST_RACE_DUP2_BUSY
     public const uint RaceDoubleClose = 3;     // ST_RACE_DOUBLE_CLOSE

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Runs one command inside a Debian kernel (6.1, or 6.12 with SOCKTRACE_VM_KERNEL=6.12)
+# Runs one command inside a Debian kernel (6.1, or 6.12 or 5.10 with SOCKTRACE_VM_KERNEL)
 # under qemu, with this machine's
 # root file system as the guest's (read-only, plus a throwaway tmpfs overlay),
 # in the same working directory. Exits with the command's exit code.
@@ -52,18 +52,64 @@ ensure_packages() {
         || die "could not install ${missing[*]} with apt-get"
 }
 
-# Debian's package names per kernel series: bookworm's 6.1, and the 6.12 that
-# bookworm also ships (trixie's kernel), where close() reaches the fd table by another path.
+# Debian's package names per kernel series: bookworm's 6.1, the 6.12 that
+# bookworm also ships (trixie's kernel), where close() reaches the fd table by another path,
+# and bullseye's 5.10, the oldest kernel with BTF that Debian still serves.
 # The plain -amd64 flavour: -rt and -cloud lack drivers or behave differently.
 series=${SOCKTRACE_VM_KERNEL:-6.1}
+suite=
 case $series in
     6.1) pkg_regex='^linux-image-6\.1\.0-[0-9]+-amd64$'; pkg_glob='linux-image-6.1.0-*-amd64' ;;
     6.12) pkg_regex='^linux-image-6\.12\.[0-9]+\+deb12-amd64$'; pkg_glob='linux-image-6.12.*+deb12-amd64' ;;
-    *) die "SOCKTRACE_VM_KERNEL must be 6.1 or 6.12, not '$series'" ;;
+    5.10) pkg_regex='^linux-image-5\.10\.0-[0-9]+-amd64$'; pkg_glob='linux-image-5.10.0-*-amd64'; suite=bullseye ;;
+    *) die "SOCKTRACE_VM_KERNEL must be 6.1, 6.12 or 5.10, not '$series'" ;;
 esac
 
+# A kernel from another Debian release (bullseye's 5.10) comes through apt lists of its
+# own, under $cache/apt-<suite>, so the system's sources and lists stay as they are.
+apt_opts=()
+if [ -n "$suite" ]; then
+    apt_dir=$cache/apt-$suite
+    apt_opts=(-o "Dir::Etc::sourcelist=$apt_dir/sources.list" -o Dir::Etc::sourceparts=/dev/null
+              -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache")
+fi
+
+# The suite's sources: the Debian archives this machine's apt uses for its own release
+# (its main and security suites), with the other release's codename; deb.debian.org when
+# none is found. Only the package lists: no translations or AppStream data.
+suite_sources() {
+    local codename site release key=/usr/share/keyrings/debian-archive-keyring.gpg opts='target=Packages' n=0
+    codename=$(. /etc/os-release && echo "${VERSION_CODENAME-}")
+    [ -f "$key" ] && opts+=" signed-by=$key"
+    while read -r site release; do
+        case $release in
+            "$codename") echo "deb [$opts] $site $suite main"; n=$((n + 1)) ;;
+            "$codename-security") echo "deb [$opts] $site $suite-security main"; n=$((n + 1)) ;;
+        esac
+    done < <([ -n "$codename" ] && apt-get indextargets --format '$(SITE) $(RELEASE)' 'Identifier: Packages' 'Target-Of: deb' | sort -u)
+    if [ "$n" = 0 ]; then
+        echo "deb [$opts] http://deb.debian.org/debian $suite main"
+        echo "deb [$opts] http://deb.debian.org/debian-security $suite-security main"
+    fi
+}
+
+apt_update() {
+    if [ -n "$suite" ]; then
+        mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+        suite_sources >"$apt_dir/sources.list"
+        apt-get "${apt_opts[@]}" update -qq >&2 && touch "$apt_dir/updated"
+    else
+        apt-get update -qq >&2
+    fi
+}
+
 newest_kernel_pkg() {
-    apt-cache search --names-only "$pkg_regex" | awk '{print $1}' | sort -V | tail -n 1
+    # The suite's own lists follow the system's: read again after each apt-get update
+    # of the system's (so a newer 5.10 arrives when a newer 6.1 would), or when missing.
+    if [ -n "$suite" ] && { [ ! -f "$apt_dir/updated" ] || [ /var/lib/apt/lists -nt "$apt_dir/updated" ]; }; then
+        apt_update || true
+    fi
+    apt-cache "${apt_opts[@]}" search --names-only "$pkg_regex" | awk '{print $1}' | sort -V | tail -n 1
 }
 
 # Prints the directory holding the unpacked kernel package.
@@ -71,7 +117,7 @@ kernel_dir() {
     local pkg=${SOCKTRACE_VM_KERNEL_PKG:-}
     if [ -z "$pkg" ]; then
         pkg=$(newest_kernel_pkg)
-        [ -n "$pkg" ] || { apt-get update -qq >&2 && pkg=$(newest_kernel_pkg); } || true
+        [ -n "$pkg" ] || { apt_update && pkg=$(newest_kernel_pkg); } || true
         # Offline with stale package lists: use the newest kernel already cached.
         [ -n "$pkg" ] || pkg=$(find "$cache" -mindepth 1 -maxdepth 1 -name "$pkg_glob" -printf '%f\n' 2>/dev/null | sort -V | tail -n 1)
         [ -n "$pkg" ] || die "no $pkg_glob package known to apt and none cached in $cache"
@@ -82,8 +128,8 @@ kernel_dir() {
         dl=$(mktemp -d "$cache/.download.XXXXXX")
         # Root's apt sandbox user cannot write a mktemp directory; downloading
         # as root is what apt would fall back to anyway, minus the warning.
-        (cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >&2) \
-            || { apt-get update -qq >&2 && (cd "$dl" && apt-get download -qq -o APT::Sandbox::User=root "$pkg" >&2); } \
+        (cd "$dl" && apt-get "${apt_opts[@]}" download -qq -o APT::Sandbox::User=root "$pkg" >&2) \
+            || { apt_update && (cd "$dl" && apt-get "${apt_opts[@]}" download -qq -o APT::Sandbox::User=root "$pkg" >&2); } \
             || { rm -rf "$dl"; die "could not download $pkg"; }
         dpkg-deb -x "$dl"/*.deb "$dl/root"
         mv "$dl/root" "$cache/$pkg"

@@ -20,6 +20,11 @@ public static class AttachPlan
         var plan = new List<HookPlan>();
         foreach (var hook in hooks ?? Hooks.All)
         {
+            if (hook == Hooks.AcceptIoUring && plan.Any(p => p.Hook == Hooks.Accept && p.Programs.Any(q => q.Unless == Hooks.DoAccept)))
+            {
+                plan.Add(new HookPlan(hook, null, "not needed: io_uring accepts through __sys_accept4_file(), which the accept hook's programs are on", []));
+                continue;
+            }
             var forced = AttachModes.Preference.SingleOrDefault(m => m.Name() == requested);
             var rejected = new List<string>();
             if (requested != "auto" && hook.Programs.ContainsKey(forced))

@@ -86,6 +86,21 @@ internal sealed unsafe class BpfObject : IDisposable
             throw new BpfException("bpf_map__set_max_entries", -err, $"{ObjectName}/{mapName} = {maxEntries}");
     }
 
+    /// <summary>Makes a map one of another type before load: the one kernels without its own
+    /// type (task storage before 5.11) create for programs whose use of it is never reached.</summary>
+    public void ReplaceMap(string mapName, uint type, uint maxEntries)
+    {
+        EnsureNotLoaded();
+        nint map = FindMap(mapName);
+        int err = Interop.Libbpf.bpf_map__set_type(map, type);
+        if (err == 0)
+            err = Interop.Libbpf.bpf_map__set_map_flags(map, 0);
+        if (err == 0)
+            err = Interop.Libbpf.bpf_map__set_max_entries(map, maxEntries);
+        if (err < 0)
+            throw new BpfException("bpf_map__set_type", -err, $"{ObjectName}/{mapName}");
+    }
+
     public void SetAutoload(string programName, bool autoload)
     {
         EnsureNotLoaded();
@@ -113,6 +128,23 @@ internal sealed unsafe class BpfObject : IDisposable
         nint link = LibbpfLog.Capture(() => Interop.Libbpf.bpf_program__attach(prog), out string log);
         if (link == 0)
             throw new BpfException("bpf_program__attach", Marshal.GetLastPInvokeError(), $"{ObjectName}/{programName}", log);
+        return new BpfLinkHandle(link, _handle);
+    }
+
+    /// <summary>Attaches a tracepoint program to <paramref name="tracepoint"/> ("category/name"),
+    /// whatever its SEC() name says, or a kprobe program to <paramref name="function"/>.</summary>
+    public BpfLinkHandle AttachTo(string programName, string? tracepoint = null, string? function = null, bool retprobe = false)
+    {
+        if (!_loaded)
+            throw new InvalidOperationException($"{ObjectName}: attach before load");
+        nint prog = FindProgram(programName);
+        string[] parts = tracepoint?.Split('/', 2) ?? [];
+        nint link = LibbpfLog.Capture(() => tracepoint is not null
+            ? Interop.Libbpf.bpf_program__attach_tracepoint(prog, parts[0], parts[1])
+            : Interop.Libbpf.bpf_program__attach_kprobe(prog, retprobe, function!), out string log);
+        if (link == 0)
+            throw new BpfException(tracepoint is not null ? "bpf_program__attach_tracepoint" : "bpf_program__attach_kprobe", Marshal.GetLastPInvokeError(),
+                $"{ObjectName}/{programName} on {tracepoint ?? function}", log);
         return new BpfLinkHandle(link, _handle);
     }
 

@@ -1,11 +1,28 @@
 namespace SockTrace.Agent.Bpf;
 
+/// <summary>What a program needs of the kernel beyond its attach point, probed at start-up
+/// (<see cref="KernelFeatures"/>): a mode whose programs need what the kernel lacks is not offered.</summary>
+[Flags]
+public enum KernelNeeds
+{
+    None = 0,
+    /// <summary>Task and socket storage for tracing programs (5.11).</summary>
+    LocalStorage = 1,
+    /// <summary>bpf_task_pt_regs() (5.15).</summary>
+    TaskPtRegs = 2,
+}
+
 /// <summary>One BPF program of a hook. <see cref="KernelFunction"/> is the function a kprobe or
 /// fentry program needs; <see cref="Tracepoint"/> the tracefs event a tracepoint program needs.
 /// <see cref="BlockingReturn"/> marks a kretprobe on a function that sleeps (accept), which
 /// needs a large maxactive (see <see cref="KprobeEvents"/>). An <see cref="Optional"/> program
-/// is attached where its function exists: its mode needs at least one program, not all.</summary>
-public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false);
+/// is attached where its function or tracepoint exists: its mode needs at least one program, not all.
+/// A <see cref="Return"/> program ends what an entry program began; it is attached first, so
+/// that no call the entry program sees can return unseen while the hook is being attached.
+/// A program with <see cref="When"/> is one of the hook's only where that kernel function
+/// exists, with <see cref="Unless"/> only where it does not: how a kernel's shape is told.</summary>
+public sealed record HookProgram(string Name, string? KernelFunction = null, string? Tracepoint = null, bool BlockingReturn = false, bool Optional = false,
+    KernelNeeds Needs = KernelNeeds.None, bool Return = false, string? When = null, string? Unless = null);
 
 /// <summary>A logical hook: the same record computed by different programs in each attach mode.
 /// An optional hook that no mode supports is left out instead of stopping the agent. With
@@ -14,37 +31,66 @@ public sealed record HookProgram(string Name, string? KernelFunction = null, str
 public sealed record Hook(string Name, IReadOnlyDictionary<AttachMode, HookProgram[]> Programs, bool Required = true, bool LoadProbe = false);
 
 /// <summary>Every hook the agent attaches, and its programs per mode (see bpf/*.bpf.c; all are
-/// linked into the one object bpf/.output/socktrace.bpf.o).</summary>
+/// built into the one object bpf/.output/socktrace.bpf.o). Program names say how each one
+/// attaches: st_fe_ fentry, st_fx_ fexit, st_kp_ kprobe, st_krp_ kretprobe, st_tp_ a
+/// tracepoint, st_tp_btf_ a BTF tracepoint.</summary>
 public static class Hooks
 {
+    /// <summary>Where do_accept() exists (5.15 on), io_uring accepts through it and the
+    /// syscall programs are on __sys_accept4(), with <see cref="AcceptIoUring"/> beside them;
+    /// before, both paths meet in __sys_accept4_file(), hooked instead (bpf/accept.bpf.c).</summary>
     public static readonly Hook Accept = new("accept", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] =
         [
-            new("st_fe_sys_accept4", "__sys_accept4"),
-            new("st_fx_sys_accept4", "__sys_accept4"),
-            new("st_fx_inet_csk_accept", "inet_csk_accept"),
+            new("st_fe_sys_accept4", "__sys_accept4", When: DoAccept),
+            new("st_fx_sys_accept4", "__sys_accept4", Return: true, When: DoAccept),
+            new("st_fe_sys_accept4_file", "__sys_accept4_file", Unless: DoAccept),
+            new("st_fx_sys_accept4_file", "__sys_accept4_file", Return: true, Unless: DoAccept),
         ],
         [AttachMode.Kprobe] =
         [
-            new("st_kp_sys_accept4", "__sys_accept4"),
-            new("st_krp_sys_accept4", "__sys_accept4", BlockingReturn: true),
-            new("st_krp_inet_csk_accept", "inet_csk_accept", BlockingReturn: true),
+            new("st_kp_sys_accept4", "__sys_accept4", When: DoAccept),
+            new("st_krp_sys_accept4", "__sys_accept4", BlockingReturn: true, Return: true, When: DoAccept),
+            new("st_kp_sys_accept4_file", "__sys_accept4_file", Unless: DoAccept),
+            new("st_krp_sys_accept4_file", "__sys_accept4_file", BlockingReturn: true, Return: true, Unless: DoAccept),
         ],
         [AttachMode.Tracepoint] =
         [
             new("st_tp_enter_accept4", Tracepoint: "syscalls/sys_enter_accept4"),
-            new("st_tp_exit_accept4", Tracepoint: "syscalls/sys_exit_accept4"),
+            new("st_tp_exit_accept4", Tracepoint: "syscalls/sys_exit_accept4", Return: true),
             new("st_tp_enter_accept", Tracepoint: "syscalls/sys_enter_accept"),
-            new("st_tp_exit_accept", Tracepoint: "syscalls/sys_exit_accept"),
+            new("st_tp_exit_accept", Tracepoint: "syscalls/sys_exit_accept", Return: true),
         ],
     });
 
-    /// <summary>No kprobe programs here or on <see cref="Rx"/>: both run mostly in softirq, and a
-    /// kprobe program that runs in a softirq which interrupted another kprobe program on its
-    /// CPU is skipped (trace_call_bpf() in kernel/trace/bpf_trace.c, bpf_prog_active), so the
-    /// stamp or the packet would be lost. fentry and tp_btf programs guard recursion per
-    /// program, and tp_btf exists wherever the agent runs (it needs BTF).</summary>
+    /// <summary>Every TCP state change, one program for every feature that needs them
+    /// (bpf/state.bpf.c): the records the agent joins to accepts (queue wait, local peers),
+    /// listeners starting and closing, and the delivery hook's clients. No kprobe programs here
+    /// or on <see cref="Rx"/>: both run mostly in softirq, and a kprobe program that runs in a
+    /// softirq which interrupted another kprobe program on its CPU is skipped (trace_call_bpf()
+    /// in kernel/trace/bpf_trace.c, bpf_prog_active), so the record or the packet would be lost.
+    /// fentry and tp_btf programs guard recursion per program, and tp_btf exists wherever the
+    /// agent runs (it needs BTF).</summary>
+    /// <summary>The kernel function that tells the shape of the accept path.</summary>
+    public const string DoAccept = "do_accept";
+
+    /// <summary>io_uring's IORING_OP_ACCEPT where it does not pass through
+    /// <see cref="Accept"/>'s programs: the io_uring tracepoints, in every mode (stable where
+    /// do_accept() is not: its arguments changed in 6.10), with the submitted request
+    /// (io_uring_submit_req, io_uring_submit_sqe before 5.19). Where __sys_accept4_file()
+    /// carries io_uring's accepts too, it is not needed.</summary>
+    public static readonly Hook AcceptIoUring = new("accept_io_uring", new Dictionary<AttachMode, HookProgram[]>
+    {
+        [AttachMode.Tracepoint] =
+        [
+            new("st_tp_io_uring_complete", Tracepoint: "io_uring/io_uring_complete", Return: true),
+            // Named io_uring_submit_sqe before 5.19 (Debian's 5.10 has 5.15's io_uring).
+            new("st_tp_io_uring_submit_req", Tracepoint: "io_uring/io_uring_submit_req", Optional: true),
+            new("st_tp_io_uring_submit_sqe", Tracepoint: "io_uring/io_uring_submit_sqe", Optional: true),
+        ],
+    }, Required: false, LoadProbe: true);
+
     public static readonly Hook SockEstablished = new("sock_established", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] = [new("st_fe_tcp_set_state", "tcp_set_state")],
@@ -54,13 +100,13 @@ public static class Hooks
     public static readonly Hook Dup = new("dup", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] = [new("st_fx_do_dup2", "do_dup2")],
-        [AttachMode.Kprobe] = [new("st_kp_do_dup2", "do_dup2"), new("st_krp_do_dup2", "do_dup2")],
+        [AttachMode.Kprobe] = [new("st_kp_do_dup2", "do_dup2"), new("st_krp_do_dup2", "do_dup2", Return: true)],
+        // Returns only: an EBUSY one reads its target from the syscall's saved registers. arm64
+        // has no dup2 syscall (glibc's dup2() is dup3()).
         [AttachMode.Tracepoint] =
         [
-            new("st_tp_enter_dup2", Tracepoint: "syscalls/sys_enter_dup2"),
-            new("st_tp_exit_dup2", Tracepoint: "syscalls/sys_exit_dup2"),
-            new("st_tp_enter_dup3", Tracepoint: "syscalls/sys_enter_dup3"),
-            new("st_tp_exit_dup3", Tracepoint: "syscalls/sys_exit_dup3"),
+            new("st_tp_exit_dup2", Tracepoint: "syscalls/sys_exit_dup2", Needs: KernelNeeds.TaskPtRegs, Optional: true),
+            new("st_tp_exit_dup3", Tracepoint: "syscalls/sys_exit_dup3", Needs: KernelNeeds.TaskPtRegs),
         ],
     });
 
@@ -90,8 +136,8 @@ public static class Hooks
         [AttachMode.Tracepoint] = [new("st_tp_enter_close", Tracepoint: "syscalls/sys_enter_close")],
     });
 
-    /// <summary>Every skb handed to the protocol stack (bpf/rx.bpf.c says why these functions).
-    /// Off with --rx-metrics off.</summary>
+    /// <summary>Every skb handed to the protocol stack (bpf/rx.bpf.c says why these functions):
+    /// per-device counts, and the delivery hook's latency stamps. Off with --rx-metrics off.</summary>
     public static readonly Hook Rx = new("rx", new Dictionary<AttachMode, HookProgram[]>
     {
         [AttachMode.Fentry] =
@@ -124,27 +170,17 @@ public static class Hooks
         ],
     }, Required: false, LoadProbe: true);
 
-    /// <summary>Bytes queued in order on TCP sockets, who each connection's ends are, and the
-    /// sampled delivery latency, stamped where an skb enters the stack (bpf/delivery.bpf.c says
-    /// why these functions). No kprobe programs, for the reason
+    /// <summary>Bytes queued in order on TCP sockets (bpf/delivery.bpf.c says why these
+    /// functions); who each client is comes from <see cref="SockEstablished"/>'s program, and
+    /// the latency stamps from <see cref="Rx"/>'s. No kprobe programs, for the reason
     /// <see cref="SockEstablished"/> gives; sock:sk_data_ready exists from 6.4 on, so on an
-    /// older kernel without fentry the hook is left out. Off with --rx-metrics off.</summary>
+    /// older kernel without fentry the hook is left out. Socket storage for tracing programs is
+    /// 5.11. Off with --rx-metrics off.</summary>
     public static readonly Hook Delivery = new("delivery", new Dictionary<AttachMode, HookProgram[]>
     {
-        [AttachMode.Fentry] =
-        [
-            new("st_fe_tcp_data_ready", "tcp_data_ready"),
-            new("st_fe_dl_tcp_set_state", "tcp_set_state"),
-            new("st_fe_dl_netif_receive_skb_one_core", "__netif_receive_skb_one_core"),
-            new("st_fe_dl_netif_receive_skb_list_core", "__netif_receive_skb_list_core"),
-        ],
-        [AttachMode.Tracepoint] =
-        [
-            new("st_tp_btf_sk_data_ready", Tracepoint: "sock/sk_data_ready"),
-            new("st_tp_btf_dl_inet_sock_set_state", Tracepoint: "sock/inet_sock_set_state"),
-            new("st_tp_btf_dl_netif_receive_skb", Tracepoint: "net/netif_receive_skb"),
-        ],
+        [AttachMode.Fentry] = [new("st_fe_tcp_data_ready", "tcp_data_ready", Needs: KernelNeeds.LocalStorage)],
+        [AttachMode.Tracepoint] = [new("st_tp_btf_sk_data_ready", Tracepoint: "sock/sk_data_ready", Needs: KernelNeeds.LocalStorage)],
     }, Required: false);
 
-    public static readonly IReadOnlyList<Hook> All = [Accept, SockEstablished, Dup, FdInstall, Close, Rx, ListenOverflow, Delivery];
+    public static readonly IReadOnlyList<Hook> All = [Accept, AcceptIoUring, SockEstablished, Dup, FdInstall, Close, Rx, ListenOverflow, Delivery];
 }

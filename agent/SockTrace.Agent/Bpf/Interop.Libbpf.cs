@@ -53,6 +53,12 @@ internal static unsafe partial class Interop
         [LibraryImport(Library, SetLastError = true)]
         internal static partial nint bpf_program__attach(nint prog);
 
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial nint bpf_program__attach_tracepoint(nint prog, string category, string name);
+
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial nint bpf_program__attach_kprobe(nint prog, [MarshalAs(UnmanagedType.U1)] bool retprobe, string function);
+
         [LibraryImport(Library, SetLastError = true)]
         internal static partial nint bpf_program__attach_perf_event(nint prog, int pfd);
 
@@ -77,6 +83,20 @@ internal static unsafe partial class Interop
 
         [LibraryImport(Library)]
         internal static partial void* bpf_map__initial_value(nint map, nuint* size);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_map__set_type(nint map, uint type);
+
+        [LibraryImport(Library)]
+        internal static partial int bpf_map__set_map_flags(nint map, uint flags);
+
+        /// <summary>1 when the kernel supports the map type, 0 when not, a negative errno on failure.</summary>
+        [LibraryImport(Library)]
+        internal static partial int libbpf_probe_bpf_map_type(uint mapType, void* opts);
+
+        /// <summary>1 when programs of the type may call the helper, 0 when not, a negative errno on failure.</summary>
+        [LibraryImport(Library)]
+        internal static partial int libbpf_probe_bpf_helper(uint progType, uint helperId, void* opts);
 
         [LibraryImport(Library)]
         internal static partial int bpf_map_lookup_elem(int fd, void* key, void* value);

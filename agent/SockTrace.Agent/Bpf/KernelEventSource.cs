@@ -14,6 +14,7 @@ public sealed partial class KernelEventSource : IEventSource
     private readonly List<BpfLinkHandle> _links = [];
     private readonly List<string> _attached = [];
     private readonly PerCpuCounters _counters;
+    private readonly PerCpuCounters _selfSeen;
     private readonly KretprobeMisses _kretprobes;
     private readonly RingBufferReader _reader;
     private readonly ILogger _logger;
@@ -21,6 +22,7 @@ public sealed partial class KernelEventSource : IEventSource
     public KernelEventSource(IRecordSink sink, IReadOnlyList<HookPlan> plan, KernelFeatures kernel, KernelSourceOptions options, ILogger logger)
     {
         _logger = logger;
+        Plan = plan;
         _object = BpfObject.OpenEmbedded(BpfObject.Name);
         try
         {
@@ -29,11 +31,14 @@ public sealed partial class KernelEventSource : IEventSource
                 _object.SetAutoload(program, chosen.Contains(program));
             _object.SetMaxEntries("st_events", options.RingBufferBytes);
             _object.SetMaxEntries("st_acceptors", AcceptorWords());
-            _object.SetConfig(new BpfConfig
+            bool Attached(Hook hook) => plan.Any(h => h.Hook == hook && h.Mode is not null);
+            kernel.Prepare(_object, new BpfConfig
             {
                 WakeupBytes = options.RingBufferBytes / 4,
                 DoubleCloseWindowNs = (ulong)(options.DoubleCloseWindow.Ticks * 100),
-            });
+                Flags = (Attached(Hooks.Delivery) ? BpfConfigFlags.Delivery : 0) | (Attached(Hooks.Rx) ? BpfConfigFlags.RxDevices : 0),
+                SelfTgid = (uint)Environment.ProcessId,
+            }, options.KernelFeatures);
             _object.Load();
             _kretprobes = new KretprobeMisses(kernel.Tracefs);
             bool kprobeEvents = KprobeEvents.Writable(kernel.Tracefs);
@@ -44,7 +49,7 @@ public sealed partial class KernelEventSource : IEventSource
                     LogLeftOut(hook.Hook.Name, hook.Why);
                     continue;
                 }
-                foreach (var program in hook.Programs)
+                foreach (var program in hook.Programs.OrderByDescending(p => p.Return))
                 {
                     _links.Add(Attach(program, kprobeEvents, kernel.Tracefs));
                     _attached.Add(program.Name);
@@ -53,9 +58,11 @@ public sealed partial class KernelEventSource : IEventSource
             }
             Probes = [.. plan.Where(h => h.Mode is not null).Select(h => new ProbeInfo(h.Hook.Name, h.Mode!.Value.Name()))];
             _counters = new PerCpuCounters(_object.MapFd("st_counters"));
-            RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_devices"));
+            _selfSeen = new PerCpuCounters(_object.MapFd("st_self_seen"));
+            RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_cache"), _object.MapFd("st_rx_devices"), _object.MapFd("st_rx_names"));
             Deliveries = new DeliveryCounters(_object.MapFd("st_delivery"), _object.MapFd("st_local_pairs"), _object.MapFd("st_delivery_latency"));
-            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"), _object.MapFd("st_listen_workers"));
+            ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"));
+            AcceptErrors = new AcceptErrorTable(_object.MapFd("st_accept_errors"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
         }
@@ -70,6 +77,12 @@ public sealed partial class KernelEventSource : IEventSource
 
     public ulong RecordsDropped => _counters.Read(KernelCounters.RingBufferDrops);
 
+    /// <summary>The agent's own calls each self-tested hook saw (<see cref="HookSelfTest"/>).</summary>
+    internal ulong SelfSeen(uint slot) => _selfSeen.Read(slot);
+
+    /// <summary>The plan this source attached.</summary>
+    public IReadOnlyList<HookPlan> Plan { get; private set; } = [];
+
     public ulong? RecordsProduced => _counters.Read(KernelCounters.RecordsProduced);
 
     public IReadOnlyList<(string Reason, ulong Calls)> UntrackedCalls() =>
@@ -77,6 +90,8 @@ public sealed partial class KernelEventSource : IEventSource
         (UntrackedReasons.MapFull, _counters.Read(KernelCounters.PendingMapFull)),
         (UntrackedReasons.NoEntry, _counters.Read(KernelCounters.NoEntry)),
         (UntrackedReasons.ReturnMissed, _counters.Read(KernelCounters.ReturnMissed)),
+        (UntrackedReasons.ErrorsLost, _counters.Read(KernelCounters.ErrorsLost)),
+        (UntrackedReasons.UringFixedFile, _counters.Read(KernelCounters.UringFixed)),
     ];
 
     public IReadOnlyList<(string Program, ulong Missed)> KretprobeMisses() => _kretprobes.Read();
@@ -87,8 +102,11 @@ public sealed partial class KernelEventSource : IEventSource
     /// <summary>The delivery hook's per-path and local-pair counters; empty when the hook is not loaded.</summary>
     public DeliveryCounters Deliveries { get; }
 
-    /// <summary>Listening sockets seen at an accept or a listen overflow.</summary>
+    /// <summary>Listening sockets seen at listen(), an accept or a listen overflow.</summary>
     public ListenQueueTable ListenQueues { get; }
+
+    /// <summary>Failed accepts, counted in the kernel.</summary>
+    public AcceptErrorTable AcceptErrors { get; }
 
     public event Action<Exception>? Faulted;
 
@@ -116,7 +134,16 @@ public sealed partial class KernelEventSource : IEventSource
         }
         if (program.BlockingReturn)
             LogDefaultMaxActive(program.KernelFunction!);
-        var link = _object.Attach(program.Name);
+        // Where the hook says, not only where the program's SEC() name says: a program can be
+        // put elsewhere (the hook self-test's tests put one where it never fires).
+        var link = program.Name switch
+        {
+            _ when program.Name.StartsWith("st_tp_btf_", StringComparison.Ordinal) => _object.Attach(program.Name),
+            _ when program.Name.StartsWith("st_tp_", StringComparison.Ordinal) => _object.AttachTo(program.Name, tracepoint: program.Tracepoint),
+            _ when program.Name.StartsWith("st_kp_", StringComparison.Ordinal) => _object.AttachTo(program.Name, function: program.KernelFunction),
+            _ when program.Name.StartsWith(Bpf.KretprobeMisses.ProgramPrefix, StringComparison.Ordinal) => _object.AttachTo(program.Name, function: program.KernelFunction, retprobe: true),
+            _ => _object.Attach(program.Name),
+        };
         if (Bpf.KretprobeMisses.IsKretprobe(program.Name))
             _kretprobes.AddLink(program.Name, link);
         return link;
@@ -158,5 +185,7 @@ public sealed partial class KernelEventSource : IEventSource
     private partial void LogDefaultMaxActive(string function);
 }
 
-/// <summary>Settings of the kernel source, validated by the host before use.</summary>
-public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval, TimeSpan DoubleCloseWindow);
+/// <summary>Settings of the kernel source, validated by the host before use. <paramref name="KernelFeatures"/>
+/// limits what of the kernel the programs use (<see cref="KernelFeatures.KernelFlags"/>: all it has), so that
+/// tests reach the paths of older kernels on this one.</summary>
+public sealed record KernelSourceOptions(uint RingBufferBytes, TimeSpan PollInterval, TimeSpan DoubleCloseWindow, BpfConfigFlags KernelFeatures = Bpf.KernelFeatures.KernelFlags);

@@ -17,7 +17,7 @@ public static class ErrnoNames
         Set(14, "efault"); Set(16, "ebusy"); Set(17, "eexist"); Set(22, "einval");
         Set(23, "enfile"); Set(24, "emfile"); Set(28, "enospc"); Set(71, "eproto");
         Set(88, "enotsock"); Set(95, "eopnotsupp"); Set(103, "econnaborted");
-        Set(105, "enobufs"); Set(110, "etimedout"); Set(524, "enotsupp");
+        Set(105, "enobufs"); Set(110, "etimedout"); Set(125, "ecanceled"); Set(524, "enotsupp");
         // Kernel-internal restart codes: user space never sees them, but a syscall-exit
         // hook does when a signal interrupts a blocking accept (include/linux/errno.h).
         Set(512, "erestartsys"); Set(513, "erestartnointr"); Set(514, "erestartnohand");

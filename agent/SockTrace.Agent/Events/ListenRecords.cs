@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 
 namespace SockTrace.Agent.Events;
 
-// C# twins of st_listen_value, st_listen_worker_key and st_listen_worker_value in bpf/socktrace.h (checked by RecordLayoutTests); the map's
+// C# twin of st_listen_value in bpf/socktrace.h (checked by RecordLayoutTests); the map's
 // key is the listener's struct sock address, a ulong.
 
 [StructLayout(LayoutKind.Sequential)]
@@ -12,7 +12,7 @@ public unsafe struct ListenValue
     public ulong Overflows;
     public ulong SynDrops;
     public ulong Cookies;
-    public ulong Accepts;
+    public ulong QueuesNs;
     public ulong DropsSeen;
     public ulong SeenNs;
     public fixed byte Addr[16];
@@ -32,30 +32,14 @@ public unsafe struct ListenValue
     }
 }
 
-[StructLayout(LayoutKind.Sequential)]
-public struct ListenWorkerKey
-{
-    public ulong Sock;
-    public uint Tgid;
-    private uint _pad0;
-}
-
-[StructLayout(LayoutKind.Sequential)]
-public struct ListenWorkerValue
-{
-    public ulong Accepts;
-    public ulong FirstNs;
-    public Bytes16 Comm;
-}
-
 /// <summary>The accepts of one process (<paramref name="Tgid"/>, an identity, never a label)
 /// from one listening socket, since its first at <paramref name="FirstNs"/>.</summary>
 public readonly record struct ListenWorker(ulong Sock, uint Tgid, string Comm, ulong FirstNs, ulong Accepts);
 
 /// <summary>One listening socket: <paramref name="Sock"/> is its kernel address (an identity,
 /// never a label), <paramref name="SeenNs"/> when the kernel first saw it, then its network namespace (inode number), port and bound address, what
-/// was counted on it, and its queues when last looked at.</summary>
+/// was counted on it, and its queues when last looked at (at <paramref name="QueuesNs"/>, 0 never).</summary>
 public readonly record struct ListenQueue(
     ulong Sock, ulong SeenNs, uint Netns, ushort Port, IPAddress Address,
     ulong Overflows, ulong SynDrops, ulong Cookies, ulong Accepts,
-    uint Depth, uint Limit, uint SynQueue);
+    uint Depth, uint Limit, uint SynQueue, ulong QueuesNs = 0);

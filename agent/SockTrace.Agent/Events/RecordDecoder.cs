@@ -15,6 +15,15 @@ public interface IFdRaceHandler
     void OnFdRace(in FdRaceRecord record);
 }
 
+/// <summary>Receives the records the agent joins to accept records: a child entering its accept
+/// queue, and a client of this host completing its connect. Valid only during the call.</summary>
+public interface IConnectionHandler
+{
+    void OnEstablished(in EstablishedRecord record);
+
+    void OnClient(in ClientRecord record);
+}
+
 /// <summary>Why the decoder rejected a record: the reason label of socktrace_records_rejected_total.</summary>
 public static class RejectReasons
 {
@@ -43,13 +52,16 @@ public sealed class RecordDecoder : IRecordSink
 
     private readonly IAcceptHandler _accepts;
     private readonly IFdRaceHandler _races;
+    private readonly IConnectionHandler? _connections;
     private readonly long[] _decoded = new long[RecordTypes.Count];
     private readonly long[] _rejected = new long[RejectReasons.Count];
 
-    public RecordDecoder(IAcceptHandler accepts, IFdRaceHandler races)
+    /// <param name="connections">Where ESTABLISHED and CLIENT records go; when null, <paramref name="accepts"/> if it takes them.</param>
+    public RecordDecoder(IAcceptHandler accepts, IFdRaceHandler races, IConnectionHandler? connections = null)
     {
         _accepts = accepts;
         _races = races;
+        _connections = connections ?? accepts as IConnectionHandler;
     }
 
     /// <summary>Records decoded of <paramref name="type"/> so far (safe from any thread).</summary>
@@ -99,7 +111,15 @@ public sealed class RecordDecoder : IRecordSink
                 Count(RecordTypes.FdRace);
                 _races.OnFdRace(in MemoryMarshal.AsRef<FdRaceRecord>(record));
                 break;
-            case RecordTypes.Accept or RecordTypes.FdRace:
+            case RecordTypes.Established when record.Length == Unsafe.SizeOf<EstablishedRecord>():
+                Count(RecordTypes.Established);
+                _connections?.OnEstablished(in MemoryMarshal.AsRef<EstablishedRecord>(record));
+                break;
+            case RecordTypes.Client when record.Length == Unsafe.SizeOf<ClientRecord>():
+                Count(RecordTypes.Client);
+                _connections?.OnClient(in MemoryMarshal.AsRef<ClientRecord>(record));
+                break;
+            case RecordTypes.Accept or RecordTypes.FdRace or RecordTypes.Established or RecordTypes.Client:
                 Reject(RejectReasons.Size);
                 break;
             default:

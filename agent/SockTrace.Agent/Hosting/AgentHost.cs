@@ -23,16 +23,7 @@ public static class AgentHost
         // A start-up failure is reported once, as one line, by Program; the host's own
         // "Hosting failed to start" entry would repeat it with a stack trace.
         builder.Logging.AddFilter("Microsoft.Extensions.Hosting.Internal.Host", LogLevel.Critical);
-        builder.Logging.AddSimpleConsole(o =>
-        {
-            o.SingleLine = true;
-            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
-            o.UseUtcTimestamp = true;
-        });
-        // The console logger writes from a queue of its own; full, it would block the thread
-        // that logs, and the ring buffer reader must never wait on a log line: drop instead.
-        builder.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(
-            o => o.QueueFullMode = Microsoft.Extensions.Logging.Console.ConsoleLoggerQueueFullMode.DropWrite);
+        AddConsole(builder.Logging);
 
         builder.Services.AddSingleton(options);
         TlsCertificate? certificate = null;
@@ -151,6 +142,21 @@ public static class AgentHost
         using var copy = new MemoryStream();
         stream.CopyTo(copy);
         return copy.ToArray();
+    }
+
+    /// <summary>The agent's console log. It writes from a queue of its own; full, it would block
+    /// the thread that logs, and the ring buffer reader must never wait on a log line: it drops
+    /// instead (RaceLogTests).</summary>
+    internal static void AddConsole(ILoggingBuilder logging)
+    {
+        logging.AddSimpleConsole(o =>
+        {
+            o.SingleLine = true;
+            o.TimestampFormat = "yyyy-MM-ddTHH:mm:ss.fffZ ";
+            o.UseUtcTimestamp = true;
+        });
+        logging.Services.Configure<Microsoft.Extensions.Logging.Console.ConsoleLoggerOptions>(
+            o => o.QueueFullMode = Microsoft.Extensions.Logging.Console.ConsoleLoggerQueueFullMode.DropWrite);
     }
 }
 

@@ -17,6 +17,7 @@ public sealed partial class AgentService(
     RxMetrics rxMetrics,
     DeliveryMetrics deliveryMetrics,
     ListenMetrics listenMetrics,
+    SeriesLimit seriesLimit,
     IHostApplicationLifetime lifetime,
     ILoggerFactory loggerFactory) : IHostedService
 {
@@ -29,22 +30,16 @@ public sealed partial class AgentService(
 
     public Task StartAsync(CancellationToken cancellationToken)
     {
-        var decoder = new RecordDecoder(acceptMetrics, fdRaceMetrics);
+        var pipeline = new RecordPipeline(acceptMetrics, fdRaceMetrics, seriesLimit);
         if (options.Source == AgentOptions.ReferenceSourceName)
-            return StartReference(decoder);
+            return StartReference(pipeline);
         LibbpfLog.Install(loggerFactory.CreateLogger("SockTrace.Libbpf"));
         KernelPreflight.Run();
         var kernel = KernelFeatures.Probe();
-        var plan = AttachPlan.For(kernel, options.AttachMode, options.Hooks);
-        var source = new KernelEventSource(decoder, plan, kernel, options.KernelSource, _logger);
+        var source = KernelAttach.Start(pipeline.Decoder, kernel, options.AttachMode, options.Hooks, options.KernelSource, _logger,
+            port => pipeline.Join.Ignore((uint)Environment.ProcessId, (ushort)port));
         source.Faulted += OnFaulted;
-        agentMetrics.Observe(source, decoder);
-        if (options.RxMetrics)
-        {
-            rxMetrics.Observe(source.RxDevices.Read);
-            deliveryMetrics.Observe(source.Deliveries.ReadDeliveries, source.Deliveries.ReadLocalPairs, source.Deliveries.ReadLatencies);
-        }
-        listenMetrics.Observe(source.ListenQueues.Read, source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), source.ListenQueues.ReadWorkers);
+        pipeline.Observe(source, agentMetrics, listenMetrics, options.RxMetrics ? rxMetrics : null, options.RxMetrics ? deliveryMetrics : null);
         source.Start();
         _source = source;
         // What loading the objects left behind (libbpf's parses of the kernel's BTF) is given back by StartupMemoryRelease.
@@ -53,10 +48,10 @@ public sealed partial class AgentService(
     }
 
     /// <summary>The model instead of the kernel: nothing is loaded, so no preflight and no privileges.</summary>
-    private Task StartReference(RecordDecoder decoder)
+    private Task StartReference(RecordPipeline pipeline)
     {
-        var source = new ReferenceEventSource(decoder, options.ScenarioFile!, options.DoubleCloseWindow);
-        agentMetrics.Observe(source, decoder);
+        var source = new ReferenceEventSource(pipeline.Decoder, options.ScenarioFile!, options.DoubleCloseWindow);
+        agentMetrics.Observe(source, pipeline.Decoder, pipeline.Join);
         source.Start();
         _source = source;
         LogReference(options.ScenarioFile!, source.Records);

@@ -23,6 +23,7 @@ public static class CheckCommand
         Row(table, "FEATURE", "AVAILABLE", "DETAIL");
         Row(table, "btf", "yes", KernelPreflight.BtfPath);
         Row(table, "tracefs", "yes", kernel.Tracefs);
+        Row(table, "memlock", "yes", MemlockLimit.Ensure());
         Row(table, "kprobe", YesNo(kernel.Kprobes.Available), kernel.Kprobes.Detail);
         bool maxActive = KprobeEvents.Writable(kernel.Tracefs);
         Row(table, "kretprobe maxactive", YesNo(maxActive), maxActive
@@ -34,8 +35,14 @@ public static class CheckCommand
         int exitCode = ExitCodes.Ok;
         try
         {
-            foreach (var hook in AttachPlan.For(kernel, options.AttachMode, options.Hooks))
+            // Attached and self-tested as the agent would (a hook that attaches but does not
+            // fire falls back), then detached.
+            using var source = KernelAttach.Start(new Discard(), kernel, options.AttachMode, options.Hooks, options.KernelSource,
+                Microsoft.Extensions.Logging.Abstractions.NullLogger.Instance);
+            foreach (var hook in source.Plan)
                 Row(table, hook.Hook.Name, hook.Mode?.Name() ?? "-", hook.Why);
+            table.AppendLine();
+            table.AppendLine("self-test: the accept, dup and close hooks saw the agent's own calls");
         }
         catch (StartupException ex)
         {
@@ -58,6 +65,13 @@ public static class CheckCommand
     }
 
     private static string YesNo(bool value) => value ? "yes" : "no";
+
+    private sealed class Discard : Events.IRecordSink
+    {
+        public void OnRecord(ReadOnlySpan<byte> record)
+        {
+        }
+    }
 
     private static void Row(StringBuilder table, string a, string b, string c) => table.AppendLine($"{a,-20} {b,-11} {c}");
 }

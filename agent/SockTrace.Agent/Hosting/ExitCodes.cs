@@ -34,6 +34,8 @@ public static class ExitCodes
     /// <summary>A TLS certificate or key, a token file, or the Kubernetes credentials for --auth-kubernetes,
     /// is missing, unreadable or invalid.</summary>
     public const int SecurityFile = 14;
+    /// <summary>The kernel charges BPF memory to RLIMIT_MEMLOCK (before 5.11) and the limit cannot be raised.</summary>
+    public const int Memlock = 15;
 }
 
 /// <summary>A start-up failure with a one-line reason and the exit code to leave with.</summary>

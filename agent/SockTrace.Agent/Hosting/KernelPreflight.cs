@@ -27,6 +27,7 @@ public static class KernelPreflight
             throw new StartupException(ExitCodes.NoBtf,
                 $"this kernel has no BTF ({BtfPath} is missing): SockTrace needs a kernel built with CONFIG_DEBUG_INFO_BTF=y");
         EnsureTracefs();
+        MemlockLimit.Ensure();
     }
 
     /// <summary>CAP_BPF loads programs and creates maps; CAP_PERFMON attaches tracing programs

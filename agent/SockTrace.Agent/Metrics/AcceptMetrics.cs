@@ -1,4 +1,5 @@
 using System.Diagnostics.Metrics;
+using System.Runtime.InteropServices;
 using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Events;
 
@@ -6,7 +7,9 @@ namespace SockTrace.Agent.Metrics;
 
 /// <summary>
 /// Turns accept records into the accept counters and histograms, and the fd reuse gaps
-/// (<see cref="FdReuseGaps"/>) they carry.
+/// (<see cref="FdReuseGaps"/>) they carry. Failed calls are counted, not timed: the kernel
+/// counts them itself (st_accept_errors, added here at each scrape by
+/// <see cref="ObserveKernelErrors"/>), and a record of one (the reference model's) counts the same.
 ///
 /// These families are aggregated here and written into /metrics by
 /// <see cref="WriteTo"/>, not by the OpenTelemetry SDK, for two reasons measured or read in
@@ -25,7 +28,7 @@ public sealed class AcceptMetrics : IAcceptHandler
     private const double NsPerSecond = 1e9;
     private const string AcceptsHelp = "Successful accept()/accept4() calls, by listening port, accepting process and peer.";
     private const string ErrorsHelp = "Failed accept()/accept4() calls, by listening port, accepting process and errno.";
-    private const string DurationHelp = "Time from accept()/accept4() entry to return.";
+    private const string DurationHelp = "Time from accept()/accept4() entry to return, of the calls that returned a connection.";
     private const string QueueWaitHelp = "Time an established connection waited in the listen queue before accept returned it.";
 
     private readonly SeriesLimit _limit;
@@ -39,6 +42,15 @@ public sealed class AcceptMetrics : IAcceptHandler
     private readonly Histogram<double> _duration;
     private readonly Histogram<double> _queueWait;
     private readonly Histogram<double> _reuseGap;
+    private Func<IReadOnlyList<(AcceptErrorKey Key, ulong Count)>>? _readKernelErrors;
+    private Action<AcceptErrorKey>? _forgetKernelError;
+    // By the raw key's fields: a struct holding an inline array has no cheap equality of its own.
+    private readonly Dictionary<(ulong Cgroup, ushort Port, ushort Errno, ulong Comm0, ulong Comm1), (ulong Count, ulong ChangedNs)> _kernelErrors = [];
+    private readonly Lock _kernelErrorsLock = new();
+
+    /// <summary>How long a kernel error key may stay unchanged before it is deleted.</summary>
+    public static readonly TimeSpan KernelKeyIdle = TimeSpan.FromSeconds(60);
+    private static readonly ulong KernelKeyIdleNs = (ulong)KernelKeyIdle.Ticks * 100;
 
     /// <param name="attribution">Non-null with --attribution on: the counters gain namespace, pod and container.</param>
     /// <param name="idle">Series with no record for this long are dropped; zero keeps them for good.</param>
@@ -63,8 +75,12 @@ public sealed class AcceptMetrics : IAcceptHandler
 
     public void OnAccept(in AcceptRecord r)
     {
-        bool accepted = r.Ret >= 0;
-        bool queued = accepted && r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs;
+        if (r.Ret < 0)
+        {
+            CountFailed(r.ListenPort, r.Comm, -r.Ret, r.CgroupId, 1, r.ExitNs);
+            return;
+        }
+        bool queued = r.EstablishedNs != 0 && r.ExitNs >= r.EstablishedNs;
         double duration = (r.ExitNs - r.EnterNs) / NsPerSecond;
         double queueWait = queued ? (r.ExitNs - r.EstablishedNs) / NsPerSecond : 0;
         var pod = _attribution is null ? null : _attribution.Resolve(r.CgroupId) ?? PodLabels.None;
@@ -72,7 +88,7 @@ public sealed class AcceptMetrics : IAcceptHandler
         FdReuseGaps.Series? reuse;
         lock (_lock)
         {
-            entry = accepted ? _series.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0)) : _series.Failed(in r, -r.Ret);
+            entry = _series.Accepted(in r, PeerAddress.Classify(r.Family, r.PeerAddr, r.PeerLocal != 0));
             entry.LastNs = entry.PortComm.LastNs = r.ExitNs;
             if (pod is null)
                 entry.Count++;
@@ -84,7 +100,7 @@ public sealed class AcceptMetrics : IAcceptHandler
             reuse = _reuseGaps.Record(in r);
         }
         if (entry.Folded)
-            _limit.Folded(accepted ? SeriesLimit.Accepts : SeriesLimit.AcceptErrors);
+            _limit.Folded(SeriesLimit.Accepts);
         if (reuse is { Folded: true })
             _limit.Folded(SeriesLimit.FdReuseGap);
         if (entry.PortComm.Folded)
@@ -93,14 +109,85 @@ public sealed class AcceptMetrics : IAcceptHandler
             if (queued)
                 _limit.Folded(SeriesLimit.AcceptQueueWait);
         }
-        RecordInstruments(entry, accepted, queued, duration, queueWait);
+        if (_accepts.Enabled)
+            _accepts.Add(1, entry.Tags);
+        if (_duration.Enabled)
+            _duration.Record(duration, entry.PortComm.Tags);
+        if (queued && _queueWait.Enabled)
+            _queueWait.Record(queueWait, entry.PortComm.Tags);
         if (reuse is not null && _reuseGap.Enabled)
             _reuseGap.Record((r.ExitNs - r.FdClosedNs) / NsPerSecond, reuse.Tags);
+    }
+
+    /// <summary>
+    /// Adds the kernel's counts of failed calls (<paramref name="read"/>: every key of
+    /// st_accept_errors with its total over CPUs) at each scrape, as the rise since the last
+    /// one. A key whose count has not moved for <see cref="KernelKeyIdle"/> is deleted from the
+    /// kernel map (<paramref name="forget"/>), so that the map holds the keys in use (listeners
+    /// on ephemeral ports come and go); should it count again, it starts from zero there. Its
+    /// series idles out as a record's would. A failure counted in the instant between a key's
+    /// last read and its deletion is lost with it.
+    /// </summary>
+    public void ObserveKernelErrors(Func<IReadOnlyList<(AcceptErrorKey Key, ulong Count)>> read, Action<AcceptErrorKey> forget)
+    {
+        _forgetKernelError = forget;
+        _readKernelErrors = read;
+    }
+
+    private void CountFailed(ushort port, ReadOnlySpan<byte> comm, int errno, ulong cgroupId, long n, ulong nowNs)
+    {
+        var pod = _attribution is null ? null : _attribution.Resolve(cgroupId) ?? PodLabels.None;
+        AcceptSeries.Entry entry;
+        lock (_lock)
+        {
+            entry = _series.Failed(port, comm, errno);
+            entry.LastNs = nowNs;
+            if (pod is null)
+                entry.Count += n;
+            else
+                AcceptSeries.CountPod(entry, pod, n);
+        }
+        if (entry.Folded)
+            _limit.Folded(SeriesLimit.AcceptErrors);
+        if (_errors.Enabled)
+            _errors.Add(n, entry.Tags);
+    }
+
+    private void AddKernelErrors()
+    {
+        if (_readKernelErrors is not { } read)
+            return;
+        lock (_kernelErrorsLock)
+        {
+            ulong now = _nowNs();
+            var seen = new HashSet<(ulong, ushort, ushort, ulong, ulong)>();
+            foreach (var (key, count) in read())
+            {
+                ReadOnlySpan<byte> comm = key.Comm;
+                var id = (key.CgroupId, key.ListenPort, key.Errno, MemoryMarshal.Read<ulong>(comm), MemoryMarshal.Read<ulong>(comm[8..]));
+                seen.Add(id);
+                _kernelErrors.TryGetValue(id, out var last);
+                if (count > last.Count)
+                {
+                    CountFailed(key.ListenPort, comm, key.Errno, key.CgroupId, (long)(count - last.Count), now);
+                    _kernelErrors[id] = (count, now);
+                }
+                else if (now - last.ChangedNs > KernelKeyIdleNs)
+                {
+                    _forgetKernelError?.Invoke(key);
+                    _kernelErrors.Remove(id);
+                }
+            }
+            // Keys the kernel no longer has (deleted here) start again from zero.
+            foreach (var gone in _kernelErrors.Keys.Where(k => !seen.Contains(k)).ToList())
+                _kernelErrors.Remove(gone);
+        }
     }
 
     /// <summary>Writes the families, after dropping the series that idled out.</summary>
     internal void WriteTo(ExpositionWriter writer)
     {
+        AddKernelErrors();
         lock (_lock)
         {
             ulong now = _nowNs();
@@ -150,17 +237,6 @@ public sealed class AcceptMetrics : IAcceptHandler
             any = true;
             h.WriteTo(writer, name, set.Tags);
         }
-    }
-
-    private void RecordInstruments(AcceptSeries.Entry entry, bool accepted, bool queued, double duration, double queueWait)
-    {
-        var counter = accepted ? _accepts : _errors;
-        if (counter.Enabled)
-            counter.Add(1, entry.Tags);
-        if (_duration.Enabled)
-            _duration.Record(duration, entry.PortComm.Tags);
-        if (queued && _queueWait.Enabled)
-            _queueWait.Record(queueWait, entry.PortComm.Tags);
     }
 
     private void RemovePod(string podUid)

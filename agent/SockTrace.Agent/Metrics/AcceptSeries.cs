@@ -77,19 +77,19 @@ internal sealed class AcceptSeries(int maxPerMetric, ulong idleNs, Func<ulong> n
     public IEnumerable<PortComm> PortComms() => _otherPortComm is null ? _portComm.Values : _portComm.Values.Append(_otherPortComm);
 
     public Entry Accepted(in AcceptRecord r, PeerClass peer) =>
-        Lookup(_accepted, _acceptedOther, in r, (int)peer, "peer", static d => PeerAddress.Label((PeerClass)d));
+        Lookup(_accepted, _acceptedOther, r.ListenPort, r.Comm, (int)peer, "peer", static d => PeerAddress.Label((PeerClass)d));
 
     /// <summary>errnos outside the kernel's range share one label, so they share one entry.</summary>
-    public Entry Failed(in AcceptRecord r, int errno) =>
-        Lookup(_failed, _failedOther, in r, ErrnoNames.Name(errno) == "errno_other" ? -1 : errno, "errno", static d => ErrnoNames.Name(d));
+    public Entry Failed(ushort port, ReadOnlySpan<byte> comm, int errno) =>
+        Lookup(_failed, _failedOther, port, comm, ErrnoNames.Name(errno) == "errno_other" ? -1 : errno, "errno", static d => ErrnoNames.Name(d));
 
-    /// <summary>Counts one for the pod <paramref name="pod"/> under <paramref name="entry"/>.</summary>
-    public static void CountPod(Entry entry, PodContainer pod)
+    /// <summary>Counts <paramref name="n"/> for the pod <paramref name="pod"/> under <paramref name="entry"/>.</summary>
+    public static void CountPod(Entry entry, PodContainer pod, long n = 1)
     {
         entry.Pods ??= [];
         if (!entry.Pods.TryGetValue(pod, out var count))
             entry.Pods[pod] = count = new PodCount(Sorted(PodLabels.Append(entry.Tags, pod)), pod.PodUid);
-        count.Count++;
+        count.Count += n;
     }
 
     /// <summary>Drops a deleted pod's counts.</summary>
@@ -130,10 +130,9 @@ internal sealed class AcceptSeries(int maxPerMetric, ulong idleNs, Func<ulong> n
             entries.Remove(key);
     }
 
-    private Entry Lookup(Dictionary<Key, Entry> cache, Dictionary<int, Entry> others, in AcceptRecord r, int discriminator, string name, Func<int, string> label)
+    private Entry Lookup(Dictionary<Key, Entry> cache, Dictionary<int, Entry> others, ushort listenPort, ReadOnlySpan<byte> comm, int discriminator, string name, Func<int, string> label)
     {
-        ReadOnlySpan<byte> comm = r.Comm;
-        var portCommKey = new PortCommKey(r.ListenPort, MemoryMarshal.Read<ulong>(comm), MemoryMarshal.Read<ulong>(comm[8..]));
+        var portCommKey = new PortCommKey(listenPort, MemoryMarshal.Read<ulong>(comm), MemoryMarshal.Read<ulong>(comm[8..]));
         var key = new Key(portCommKey.Port, portCommKey.Comm0, portCommKey.Comm1, discriminator);
         if (cache.TryGetValue(key, out var entry))
             return entry;
@@ -152,7 +151,7 @@ internal sealed class AcceptSeries(int maxPerMetric, ulong idleNs, Func<ulong> n
                 others[discriminator] = entry = new Entry(Sorted([.. OtherPortCommTags, new(name, label(discriminator))]), true, OtherPortComm());
             return entry;
         }
-        string port = r.ListenPort.ToString(CultureInfo.InvariantCulture);
+        string port = listenPort.ToString(CultureInfo.InvariantCulture);
         if (!_portComm.TryGetValue(portCommKey, out var portComm))
         {
             if (_portComm.Count < maxPerMetric)

@@ -10,9 +10,10 @@ namespace SockTrace.Agent.Metrics;
 /// </summary>
 public sealed class AgentMetrics
 {
-    private static readonly string[] RecordTypeNames = ["invalid", "accept", "fd_race"];
+    private static readonly string[] RecordTypeNames = ["invalid", "accept", "fd_race", "established", "client"];
     private volatile IEventSource? _source;
     private volatile RecordDecoder? _decoder;
+    private volatile AcceptJoin? _join;
 
     public AgentMetrics(IMeterFactory meterFactory)
     {
@@ -28,7 +29,9 @@ public sealed class AgentMetrics
         meter.CreateObservableCounter("socktrace.records.produced", ObserveProduced,
             description: "Records the kernel tried to write to the ring buffer; equals the sum of socktrace_events_total and socktrace_ringbuf_drops_total once the ring is drained.");
         meter.CreateObservableCounter("socktrace.untracked_calls", ObserveUntracked,
-            description: "Traced calls that produced no record, by reason (counted in the kernel): map_full, an in-flight map entry (accept, dup2, close) could not be stored; no_entry, an accept returned with no entry (begun before the agent attached, or evicted); return_missed, an accept's return was never seen.");
+            description: "Traced calls that produced no record, by reason (counted in the kernel): map_full, an in-flight map entry (accept, dup2, close) could not be stored; no_entry, an accept returned with no entry (begun before the agent attached, or evicted); return_missed, an accept's return was never seen; errors_lost, a failed accept found the kernel's error counts full; io_uring_fixed_file, an io_uring accept on a listener in, or into, the ring's fixed files.");
+        meter.CreateObservableCounter("socktrace.accept.queue_wait.unknown", ObserveUnstamped,
+            description: "Accepted connections whose queue wait is not in socktrace_accept_queue_wait_seconds: no record of their becoming ESTABLISHED was seen (lost to a full ring buffer, or begun before the agent started).");
         meter.CreateObservableCounter("socktrace.kretprobe.misses", ObserveKretprobeMisses,
             description: "Returns each kretprobe program missed because all of its maxactive instances were in use (the kernel's nmissed: tracefs kprobe_profile, or the BPF link's info).");
         meter.CreateObservableCounter("socktrace.program.misses", ObserveMisses,
@@ -40,10 +43,17 @@ public sealed class AgentMetrics
             description: "1, labelled with the agent's version.");
     }
 
-    public void Observe(IEventSource source, RecordDecoder decoder)
+    public void Observe(IEventSource source, RecordDecoder decoder, AcceptJoin? join = null)
     {
         _decoder = decoder;
+        _join = join;
         _source = source;
+    }
+
+    private IEnumerable<Measurement<long>> ObserveUnstamped()
+    {
+        if (_join is { } join)
+            yield return new(join.QueueWaitUnknown);
     }
 
     private IEnumerable<Measurement<long>> ObserveEvents()

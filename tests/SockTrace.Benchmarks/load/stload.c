@@ -14,6 +14,11 @@
  *   stload close SECONDS           open("/dev/null") and close() in a loop, in a
  *                                  process that never accepts: what the close hook
  *                                  costs every other process on the node
+ *   stload dup SECONDS             dup2() onto the same fd in a loop, likewise
+ *   stload closes N                N loopback connections opened, then "opened" on
+ *                                  stdout; after a line on stdin both ends of each
+ *                                  closed in order (FIN, not RST): only the state
+ *                                  changes of closing happen after the line
  *
  * The calling thread is pinned to CPU 0 (thread i of eagain to CPU i % CPUs), so the
  * in-kernel cost of the probes lands on the measured core and the agent's reader,
@@ -172,6 +177,16 @@ static void close_once(void)
 	close(fd);
 }
 
+static void dup_once(void)
+{
+	static int fd = -1;
+
+	if (fd < 0 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) < 0)
+		die("open");
+	if (dup2(fd, fd + 1) < 0)
+		die("dup2");
+}
+
 /* One thread on CPU 0 calls op for SECONDS, in batches so the clock is read rarely. */
 static int run_calls(const char *mode, void (*op)(void), double seconds)
 {
@@ -242,6 +257,38 @@ static int run_eagain(double seconds, int threads)
 	return 0;
 }
 
+static int run_closes(int n)
+{
+	struct sockaddr_in addr;
+	int l = listener(0, &addr);
+	int *fds = calloc(2 * (size_t)n, sizeof(int));
+	char line[16];
+
+	if (!fds)
+		die("calloc");
+	pin(0);
+	for (int i = 0; i < n; i++) {
+		fds[2 * i] = socket(AF_INET, SOCK_STREAM, 0);
+		if (fds[2 * i] < 0 || connect(fds[2 * i], (struct sockaddr *)&addr, sizeof(addr)))
+			die("connect");
+		if ((fds[2 * i + 1] = accept4(l, NULL, NULL, 0)) < 0)
+			die("accept4");
+	}
+	printf("opened\n");
+	fflush(stdout);
+	if (!fgets(line, sizeof(line), stdin))
+		die("stdin");
+	for (int i = 0; i < n; i++) {
+		close(fds[2 * i]);
+		close(fds[2 * i + 1]);
+	}
+	/* The peers' FIN and ACK, and TIME_WAIT's entry, happen in softirq just after. */
+	usleep(200 * 1000);
+	printf("mode=closes ops=%d\n", n);
+	free(fds);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	if (argc >= 3 && !strcmp(argv[1], "accept"))
@@ -252,6 +299,10 @@ int main(int argc, char **argv)
 		return run_calls("close", close_once, atof(argv[2]));
 	if (argc >= 4 && !strcmp(argv[1], "eagain"))
 		return run_eagain(atof(argv[2]), atoi(argv[3]));
-	fprintf(stderr, "usage: %s accept SECONDS [RATE] | getppid SECONDS | eagain SECONDS THREADS | close SECONDS\n", argv[0]);
+	if (argc >= 3 && !strcmp(argv[1], "dup"))
+		return run_calls("dup", dup_once, atof(argv[2]));
+	if (argc >= 3 && !strcmp(argv[1], "closes"))
+		return run_closes(atoi(argv[2]));
+	fprintf(stderr, "usage: %s accept SECONDS [RATE] | getppid SECONDS | eagain SECONDS THREADS | close SECONDS | dup SECONDS | closes N\n", argv[0]);
 	return 2;
 }

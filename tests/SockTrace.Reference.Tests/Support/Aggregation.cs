@@ -27,9 +27,13 @@ internal sealed class Aggregation : IDisposable
         var meters = _services.GetRequiredService<IMeterFactory>();
         _accepts = new AcceptMetrics(meters);
         _races = new FdRaceMetrics(meters, new RecentRaces(), NullLogger<FdRaceMetrics>.Instance);
-        Decoder = new RecordDecoder(_accepts, _races);
+        Decoder = new RecordPipeline(_accepts, _races).Decoder;
         _sink = wrap is null ? Decoder : wrap(Decoder);
     }
+
+    /// <summary>Failed accepts the kernel counted itself (st_accept_errors), which come in no record.</summary>
+    public void KernelErrors(IReadOnlyList<(AcceptErrorKey Key, ulong Count)> counts) =>
+        _accepts.ObserveKernelErrors(() => counts, _ => { });
 
     public RecordDecoder Decoder { get; }
 

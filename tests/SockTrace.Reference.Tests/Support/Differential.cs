@@ -36,11 +36,17 @@ internal static class Differential
         string nic = ScenarioChild.NicAddress();
         var options = new ModelOptions { Comm = ScenarioChild.Comm, DoubleCloseWindow = KernelObserver.DoubleCloseWindow, NicAddress = IPAddress.Parse(nic).GetAddressBytes() };
         var script = KernelScript.For(ModelRun.Execute(scenario, options), scenario);
+        var failedBefore = kernel.FailedAccepts();
         var run = ScenarioChild.Run(script, nic);
         // The model again, on the kernel run's clock: only times can differ from the first
         // run, and with them the model's durations carry the host's scheduling delays too.
         var model = ModelRun.Execute(scenario, options with { StepTimesNs = run.StepTimesNs });
-        var records = kernel.Capture.Take(run.Pid, model.Records.Count);
+        // Failed accepts make no record in the kernel: they are counted there (st_accept_errors).
+        var records = kernel.Capture.Take(run.Pid, model.Records.Count(r => !IsFailedAccept(r)));
+        var failed = kernel.FailedAccepts()
+            .Where(f => f.Value > failedBefore.GetValueOrDefault(f.Key))
+            .Select(f => (Key: ErrorKey(f.Key.Port, f.Key.Errno, f.Key.Cgroup), Count: f.Value - failedBefore.GetValueOrDefault(f.Key)))
+            .ToList();
 
         var mismatches = new List<string>();
         int fds = 0, ebusy = 0;
@@ -67,6 +73,7 @@ internal static class Differential
         using var kernelAggregation = new Aggregation(brokenKernelAggregation);
         modelAggregation.Feed(model.Records);
         kernelAggregation.Feed(records);
+        kernelAggregation.KernelErrors(failed);
         var modelSummary = modelAggregation.Summary(modelPorts);
         var kernelSummary = kernelAggregation.Summary(kernelPorts);
         mismatches.AddRange(MetricSummary.Compare(modelSummary, kernelSummary, Tolerance));
@@ -74,6 +81,16 @@ internal static class Differential
             mismatches.Add($"the decoder rejected {kernelAggregation.Decoder.Invalid} kernel records");
 
         return new DifferentialResult(scenario.Name, mismatches, model.Outcomes.Count, fds, ebusy,
-            modelSummary.All.Keys.Union(kernelSummary.All.Keys).Count(), model.Records.Count, records.Count);
+            modelSummary.All.Keys.Union(kernelSummary.All.Keys).Count(), model.Records.Count(r => !IsFailedAccept(r)), RecordCapture.OfProcesses(records));
+    }
+
+    private static bool IsFailedAccept(byte[] record) =>
+        BitConverter.ToUInt32(record) == RecordTypes.Accept && BitConverter.ToInt32(record, 16) < 0;
+
+    private static AcceptErrorKey ErrorKey(ushort port, ushort errno, ulong cgroup)
+    {
+        var key = new AcceptErrorKey { ListenPort = port, Errno = errno, CgroupId = cgroup };
+        System.Text.Encoding.ASCII.GetBytes(ScenarioChild.Comm).CopyTo(key.Comm);
+        return key;
     }
 }

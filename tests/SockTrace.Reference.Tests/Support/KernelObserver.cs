@@ -42,6 +42,19 @@ public sealed class KernelObserver : IDisposable
 
     internal RecordCapture Capture { get; } = new(ScenarioChild.Comm);
 
+    /// <summary>The kernel's counts of failed accepts of scenario processes now, by key.</summary>
+    internal Dictionary<(ushort Port, ushort Errno, ulong Cgroup), ulong> FailedAccepts()
+    {
+        var counts = new Dictionary<(ushort, ushort, ulong), ulong>();
+        foreach (var (key, count) in _source?.AcceptErrors.Read() ?? [])
+        {
+            var k = key;
+            if (SockTrace.Agent.Metrics.CommLabel.Text(k.Comm) == ScenarioChild.Comm)
+                counts[(k.ListenPort, k.Errno, k.CgroupId)] = count;
+        }
+        return counts;
+    }
+
     /// <summary>Fails (never skips) the calling test when the kernel side cannot run.</summary>
     public void Require()
     {

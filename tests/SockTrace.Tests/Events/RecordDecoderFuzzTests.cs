@@ -98,13 +98,15 @@ public sealed class RecordDecoderFuzzTests
             }
             case Shape.BitFlipped:
             {
-                // A flip in the header changes the type to one no record has (1 and 2 differ
-                // in two bits) or the size away from the length; in an accept's stamps, ret or
-                // family it may change what the record says; elsewhere it is just data.
+                // A flip in the header changes the type to one no record has, or to another
+                // record's, whose size this one is not (1 and 2 become 3, 1 becomes 5...), or
+                // the size away from the length; in an accept's stamps, ret or family it may
+                // change what the record says; elsewhere it is just data.
                 byte[] record = Valid(random, AnyType(random));
                 int bit = random.Next(record.Length * 8);
                 record[bit / 8] ^= (byte)(1 << (bit % 8));
-                outcome = bit < 32 ? "type" : bit < HeaderSize * 8 ? "size" : Meaning(record);
+                uint type = MemoryMarshal.Read<uint>(record);
+                outcome = bit < 32 ? (type is >= 1 and < RecordTypes.Count ? "size" : "type") : bit < HeaderSize * 8 ? "size" : Meaning(record);
                 return record;
             }
             case Shape.ExitBeforeEntry:

@@ -31,7 +31,27 @@ public sealed class RecordLayoutTests
         { "st_accept_record.peer_port", typeof(AcceptRecord), nameof(AcceptRecord.PeerPort) },
         { "st_accept_record.peer_local", typeof(AcceptRecord), nameof(AcceptRecord.PeerLocal) },
         { "st_accept_record.comm", typeof(AcceptRecord), nameof(AcceptRecord.Comm) },
+        { "st_accept_record.netns", typeof(AcceptRecord), nameof(AcceptRecord.Netns) },
         { "st_accept_record.fd_closed_ns", typeof(AcceptRecord), nameof(AcceptRecord.FdClosedNs) },
+        { "st_accept_record.listener", typeof(AcceptRecord), nameof(AcceptRecord.Listener) },
+        { "st_accept_record.sk", typeof(AcceptRecord), nameof(AcceptRecord.Sock) },
+        { "st_accept_record.queue_depth", typeof(AcceptRecord), nameof(AcceptRecord.QueueDepth) },
+        { "st_accept_record.queue_limit", typeof(AcceptRecord), nameof(AcceptRecord.QueueLimit) },
+        { "st_accept_record.syn_queue", typeof(AcceptRecord), nameof(AcceptRecord.SynQueue) },
+        { "st_established_record.hdr", typeof(EstablishedRecord), nameof(EstablishedRecord.Header) },
+        { "st_established_record.sk", typeof(EstablishedRecord), nameof(EstablishedRecord.Sock) },
+        { "st_established_record.ns", typeof(EstablishedRecord), nameof(EstablishedRecord.TimestampNs) },
+        { "st_established_record.peer_addr", typeof(EstablishedRecord), nameof(EstablishedRecord.PeerAddr) },
+        { "st_established_record.peer_port", typeof(EstablishedRecord), nameof(EstablishedRecord.PeerPort) },
+        { "st_established_record.family", typeof(EstablishedRecord), nameof(EstablishedRecord.Family) },
+        { "st_client_record.hdr", typeof(ClientRecord), nameof(ClientRecord.Header) },
+        { "st_client_record.addr", typeof(ClientRecord), nameof(ClientRecord.Addr) },
+        { "st_client_record.port", typeof(ClientRecord), nameof(ClientRecord.Port) },
+        { "st_client_record.family", typeof(ClientRecord), nameof(ClientRecord.Family) },
+        { "st_accept_error_key.cgroup_id", typeof(AcceptErrorKey), nameof(AcceptErrorKey.CgroupId) },
+        { "st_accept_error_key.lport", typeof(AcceptErrorKey), nameof(AcceptErrorKey.ListenPort) },
+        { "st_accept_error_key.err", typeof(AcceptErrorKey), nameof(AcceptErrorKey.Errno) },
+        { "st_accept_error_key.comm", typeof(AcceptErrorKey), nameof(AcceptErrorKey.Comm) },
         { "st_fd_race_record.hdr", typeof(FdRaceRecord), nameof(FdRaceRecord.Header) },
         { "st_fd_race_record.pid", typeof(FdRaceRecord), nameof(FdRaceRecord.Pid) },
         { "st_fd_race_record.tid", typeof(FdRaceRecord), nameof(FdRaceRecord.Tid) },
@@ -45,7 +65,7 @@ public sealed class RecordLayoutTests
         { "st_listen_value.overflows", typeof(ListenValue), nameof(ListenValue.Overflows) },
         { "st_listen_value.syn_drops", typeof(ListenValue), nameof(ListenValue.SynDrops) },
         { "st_listen_value.cookies", typeof(ListenValue), nameof(ListenValue.Cookies) },
-        { "st_listen_value.accepts", typeof(ListenValue), nameof(ListenValue.Accepts) },
+        { "st_listen_value.queues_ns", typeof(ListenValue), nameof(ListenValue.QueuesNs) },
         { "st_listen_value.drops_seen", typeof(ListenValue), nameof(ListenValue.DropsSeen) },
         { "st_listen_value.seen_ns", typeof(ListenValue), nameof(ListenValue.SeenNs) },
         { "st_listen_value.addr", typeof(ListenValue), nameof(ListenValue.Addr) },
@@ -55,17 +75,15 @@ public sealed class RecordLayoutTests
         { "st_listen_value.depth", typeof(ListenValue), nameof(ListenValue.Depth) },
         { "st_listen_value.limit", typeof(ListenValue), nameof(ListenValue.Limit) },
         { "st_listen_value.syn_queue", typeof(ListenValue), nameof(ListenValue.SynQueue) },
-        { "st_listen_worker_key.sk", typeof(ListenWorkerKey), nameof(ListenWorkerKey.Sock) },
-        { "st_listen_worker_key.tgid", typeof(ListenWorkerKey), nameof(ListenWorkerKey.Tgid) },
-        { "st_listen_worker_value.accepts", typeof(ListenWorkerValue), nameof(ListenWorkerValue.Accepts) },
-        { "st_listen_worker_value.first_ns", typeof(ListenWorkerValue), nameof(ListenWorkerValue.FirstNs) },
-        { "st_listen_worker_value.comm", typeof(ListenWorkerValue), nameof(ListenWorkerValue.Comm) },
         { "st_rx_key.netns", typeof(RxKey), nameof(RxKey.Netns) },
         { "st_rx_key.ifindex", typeof(RxKey), nameof(RxKey.Ifindex) },
-        { "st_rx_value.packets", typeof(RxValue), nameof(RxValue.Packets) },
-        { "st_rx_value.bytes", typeof(RxValue), nameof(RxValue.Bytes) },
-        { "st_rx_value.path", typeof(RxValue), nameof(RxValue.Path) },
-        { "st_rx_value.name", typeof(RxValue), nameof(RxValue.Name) },
+        { "st_rx_slot.key", typeof(RxSlot), nameof(RxSlot.Key) },
+        { "st_rx_slot.packets", typeof(RxSlot), nameof(RxSlot.Packets) },
+        { "st_rx_slot.bytes", typeof(RxSlot), nameof(RxSlot.Bytes) },
+        { "st_rx_count.packets", typeof(RxCount), nameof(RxCount.Packets) },
+        { "st_rx_count.bytes", typeof(RxCount), nameof(RxCount.Bytes) },
+        { "st_rx_name.path", typeof(RxName), nameof(RxName.Path) },
+        { "st_rx_name.name", typeof(RxName), nameof(RxName.Name) },
         { "st_delivery_key.netns", typeof(DeliveryKey), nameof(DeliveryKey.Netns) },
         { "st_delivery_key.path", typeof(DeliveryKey), nameof(DeliveryKey.Path) },
         { "st_delivery_value.bytes", typeof(DeliveryValue), nameof(DeliveryValue.Bytes) },
@@ -77,6 +95,8 @@ public sealed class RecordLayoutTests
         { "st_local_pair_key.comm", typeof(LocalPairKey), nameof(LocalPairKey.Comm) },
         { "st_config.wakeup_bytes", typeof(BpfConfig), nameof(BpfConfig.WakeupBytes) },
         { "st_config.double_close_window_ns", typeof(BpfConfig), nameof(BpfConfig.DoubleCloseWindowNs) },
+        { "st_config.flags", typeof(BpfConfig), nameof(BpfConfig.Flags) },
+        { "st_config.self_tgid", typeof(BpfConfig), nameof(BpfConfig.SelfTgid) },
     };
 
     public static TheoryData<string, Type> Structs => new()
@@ -86,10 +106,13 @@ public sealed class RecordLayoutTests
         { "st_fd_race_record", typeof(FdRaceRecord) },
         { "st_config", typeof(BpfConfig) },
         { "st_listen_value", typeof(ListenValue) },
-        { "st_listen_worker_key", typeof(ListenWorkerKey) },
-        { "st_listen_worker_value", typeof(ListenWorkerValue) },
+        { "st_established_record", typeof(EstablishedRecord) },
+        { "st_client_record", typeof(ClientRecord) },
+        { "st_accept_error_key", typeof(AcceptErrorKey) },
         { "st_rx_key", typeof(RxKey) },
-        { "st_rx_value", typeof(RxValue) },
+        { "st_rx_slot", typeof(RxSlot) },
+        { "st_rx_count", typeof(RxCount) },
+        { "st_rx_name", typeof(RxName) },
         { "st_delivery_key", typeof(DeliveryKey) },
         { "st_delivery_value", typeof(DeliveryValue) },
         { "st_delivery_latency", typeof(DeliveryLatencyValue) },
@@ -119,6 +142,18 @@ public sealed class RecordLayoutTests
         Assert.Equal(KernelCounters.RecordsProduced, CLayout.Value["ST_COUNTER_PRODUCED"]);
         Assert.Equal(KernelCounters.NoEntry, CLayout.Value["ST_COUNTER_NO_ENTRY"]);
         Assert.Equal(KernelCounters.ReturnMissed, CLayout.Value["ST_COUNTER_RETURN_MISSED"]);
+        Assert.Equal(KernelCounters.ErrorsLost, CLayout.Value["ST_COUNTER_ERRORS_LOST"]);
+        Assert.Equal(KernelCounters.UringFixed, CLayout.Value["ST_COUNTER_URING_FIXED"]);
+        Assert.Equal(SockTrace.Agent.Bpf.HookSelfTest.SelfAccept, CLayout.Value["ST_SELF_ACCEPT"]);
+        Assert.Equal(SockTrace.Agent.Bpf.HookSelfTest.SelfDup, CLayout.Value["ST_SELF_DUP"]);
+        Assert.Equal(SockTrace.Agent.Bpf.HookSelfTest.SelfClose, CLayout.Value["ST_SELF_CLOSE"]);
+        Assert.Equal(RecordTypes.Established, CLayout.Value["ST_RECORD_ESTABLISHED"]);
+        Assert.Equal(RecordTypes.Client, CLayout.Value["ST_RECORD_CLIENT"]);
+        Assert.Equal((uint)BpfConfigFlags.Casts, CLayout.Value["ST_CFG_CASTS"]);
+        Assert.Equal((uint)BpfConfigFlags.TaskStorage, CLayout.Value["ST_CFG_TASK_STORAGE"]);
+        Assert.Equal((uint)BpfConfigFlags.Delivery, CLayout.Value["ST_CFG_DELIVERY"]);
+        Assert.Equal((uint)BpfConfigFlags.RxDevices, CLayout.Value["ST_CFG_RX_DEVICES"]);
+        Assert.Equal(SockTrace.Agent.Bpf.RxDeviceCounters.CacheSlots, CLayout.Value["ST_RX_CACHE_SLOTS"]);
         Assert.Equal(RecordTypes.FdRace, CLayout.Value["ST_RECORD_FD_RACE"]);
         Assert.Equal(RaceKinds.Dup2Busy, CLayout.Value["ST_RACE_DUP2_BUSY"]);
         Assert.Equal(RaceKinds.InstallOverwrite, CLayout.Value["ST_RACE_INSTALL_OVERWRITE"]);
@@ -147,7 +182,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_COUNTER_NO_ENTRY", "ST_COUNTER_RETURN_MISSED", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_COUNTER_NO_ENTRY", "ST_COUNTER_RETURN_MISSED", "ST_COUNTER_ERRORS_LOST", "ST_COUNTER_URING_FIXED", "ST_SELF_ACCEPT", "ST_SELF_DUP", "ST_SELF_CLOSE", "ST_RECORD_ESTABLISHED", "ST_RECORD_CLIENT", "ST_CFG_CASTS", "ST_CFG_TASK_STORAGE", "ST_CFG_DELIVERY", "ST_CFG_RX_DEVICES", "ST_RX_CACHE_SLOTS", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
             lines.Add($"P(\"{constant}\", {constant});");
         lines.Add("P(\"offsetof bpf_prog_info.recursion_misses\", offsetof(struct bpf_prog_info, recursion_misses));");
         lines.Add("P(\"sizeof bpf_prog_info\", sizeof(struct bpf_prog_info));");

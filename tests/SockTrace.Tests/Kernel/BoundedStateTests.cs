@@ -21,13 +21,20 @@ public sealed class BoundedStateTests
     private const int BpfMapTypeLruHash = 9;
     private const int BpfMapTypeLruPercpuHash = 10;
 
-    /// <summary>Names as the kernel keeps them: at most 15 characters.</summary>
-    private static readonly string[] InFlight = ["st_accept_calls", "st_established", "st_local_client", "st_dup_calls", "st_closes"];
+    private const int BpfMapTypeTaskStorage = 29;
 
-    [Fact]
-    public void EveryInFlightMapIsLruAndBounded()
+    /// <summary>Names as the kernel keeps them: at most 15 characters.</summary>
+    private static readonly string[] InFlight = ["st_accept_calls", "st_dup_calls", "st_closes"];
+
+    /// <summary>Task storage, where the kernel has it: an entry goes with its thread or process.</summary>
+    private static readonly string[] PerTask = ["st_accept_threa", "st_close_tables"];
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EveryInFlightMapIsLruOrTaskStorageAndBounded(bool olderKernelPaths)
     {
-        using var pipeline = new KernelPipeline();
+        using var pipeline = new KernelPipeline(olderKernelPaths: olderKernelPaths);
 
         var maps = LoadedMaps();
         foreach (string name in InFlight)
@@ -36,22 +43,26 @@ public sealed class BoundedStateTests
             Assert.Equal(BpfMapTypeLruHash, map.Type);
             Assert.InRange(map.MaxEntries, 1, 65536);
         }
-        // No plain hash map anywhere: one would fill and then refuse every new call.
-        Assert.DoesNotContain(maps.Values, m => m.Type is BpfMapTypeHash or BpfMapTypePercpuHash);
+        bool taskStorage = !olderKernelPaths && KernelPipeline.KernelUnderTest.LocalStorage;
+        Assert.All(PerTask, name => Assert.Equal(taskStorage, maps[name].Type == BpfMapTypeTaskStorage));
+        // One plain hash map: the failed accepts' counts, which must not be evicted; a key
+        // that does not fit is counted (errors_lost), and the agent deletes idle ones.
+        Assert.Equal(["st_accept_error"], maps.Where(m => m.Value.Type is BpfMapTypeHash or BpfMapTypePercpuHash).Select(m => m.Key));
         Assert.All(maps.Values.Where(m => m.Type is BpfMapTypeLruHash or BpfMapTypeLruPercpuHash), m => Assert.InRange(m.MaxEntries, 1, 65536));
     }
 
     /// <summary>
-    /// Processes killed while their threads sleep in accept4(), round after round: each
-    /// thread's in-flight entry is there while it waits, and gone once its process is
-    /// reaped (the killed call still returns, -ERESTARTSYS, through every attach mode's exit
-    /// hook), so killing leaves nothing behind for the LRU to clean up.
+    /// Processes killed while their threads sleep in accept4(), round after round, where the
+    /// calls in flight are in a hash map (kernels without task storage, whose entries go with
+    /// their threads): each thread's in-flight entry is there while it waits, and gone once
+    /// its process is reaped (the killed call still returns, -ERESTARTSYS, through every attach
+    /// mode's exit hook), so killing leaves nothing behind for the LRU to clean up.
     /// </summary>
     [Fact]
     public void ProcessesKilledMidAcceptLeaveNoEntries()
     {
         const int rounds = 20, threads = 4;
-        using var pipeline = new KernelPipeline();
+        using var pipeline = new KernelPipeline(olderKernelPaths: true);
         int calls = pipeline.Source.MapFd("st_accept_calls");
         for (int round = 0; round < rounds; round++)
         {

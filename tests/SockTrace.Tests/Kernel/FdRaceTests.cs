@@ -103,6 +103,9 @@ public sealed class FdRaceTests
         {
             var scrape = pipeline.Settle("socktrace_accepts_total", load, ("comm", run.Comm));
             Assert.Equal(load, scrape.Sum("socktrace_accepts_total", ("comm", run.Comm)));
+            // The workers' closes were seen: the acceptor got numbers they had just closed.
+            if (mode == "threadpool")
+                Assert.True(scrape.Sum("socktrace_fd_reuse_gap_seconds_count", ("comm", run.Comm)) > 0, "no reuse gap: the close hook saw none of the workers' closes");
         }
         else
         {

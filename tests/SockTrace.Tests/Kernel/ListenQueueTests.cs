@@ -35,10 +35,12 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         using var accepted = listener.Accept();
 
         string netns = Inode(veth.NamespaceA);
-        var seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
+        var seen = Assert.Single(pipeline.SettleListeners(netns, port, 1));
         output.WriteLine($"netns {netns} port {port}: {seen}");
         Assert.Equal(Listener0, seen.Key);
-        Assert.Equal(3, seen.Value.Depth);
+        // As the accept left it: what ss -lnt shows now.
+        Assert.Equal(2, RecvQ(veth.NamespaceA, port));
+        Assert.Equal(2, seen.Value.Depth);
         Assert.Equal(4, seen.Value.Limit);
         Assert.Equal(1, seen.Value.Accepts);
         Assert.Equal(0, seen.Value.Overflows);
@@ -183,7 +185,7 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
 
         string netns = Inode(veth.NamespaceA);
         var labels = Enumerable.Range(0, 4).Select(i => $"{VethPair.AddressA}#{i}").ToArray();
-        var seen = pipeline.ScrapeListeners(netns, port);
+        var seen = pipeline.SettleListeners(netns, port, taken.Sum());
         output.WriteLine(string.Join("\n", seen.OrderBy(s => s.Key).Select(s => $"{s.Key}: {s.Value}")));
         Assert.Equal(labels, seen.Keys.Order());
         for (int i = 0; i < 4; i++)
@@ -247,6 +249,7 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
             Assert.Equal("done", python.StandardOutput.ReadLine());
 
             string netns = Inode(veth.NamespaceA);
+            pipeline.SettleListeners(netns, port, 8);
             var seen = pipeline.ScrapeWorkers(netns, port);
             output.WriteLine(string.Join(", ", seen.Select(w => $"{w.Key.Listener} {w.Key.Worker}: {w.Value}")));
             Assert.Equal(new Dictionary<(string, string), long>
@@ -380,14 +383,112 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         Assert.True(acceptor.Join(TimeSpan.FromMinutes(2)), $"the listener accepted 400 connections (so far {acceptedCount})");
 
         string netns = Inode(veth.NamespaceA);
-        var seen = Assert.Single(pipeline.ScrapeListeners(netns, port));
+        var seen = Assert.Single(pipeline.SettleListeners(netns, port, 400));
         output.WriteLine($"{seen}; kernel ListenOverflows {TcpExt(veth.NamespaceA, "ListenOverflows")}, ListenDrops {TcpExt(veth.NamespaceA, "ListenDrops")}");
         Assert.Equal(400, seen.Value.Accepts);
         Assert.Equal(0, seen.Value.Overflows);
         Assert.Equal(0, seen.Value.SynDrops);
+        Assert.Equal(0, seen.Value.Cookies ?? 0);
+        Assert.Equal(0, TcpExt(veth.NamespaceA, "SyncookiesSent"));
         Assert.Equal(0, TcpExt(veth.NamespaceA, "ListenOverflows"));
         Assert.Equal(0, TcpExt(veth.NamespaceA, "ListenDrops"));
         Assert.Equal(0, TcpExt(veth.NamespaceA, "TCPReqQFullDrop"));
+    }
+
+    /// <summary>
+    /// A SO_REUSEPORT group of two: member #0 has backlog 1 and never accepts, member #1 accepts
+    /// everything. SYNs the kernel's hash sends to #0 overflow its queue once it holds two; #1
+    /// refuses none. The namespace's ListenOverflows is #0's alone, and #1 shows 0, in every
+    /// mode: kprobes see the listener; tracepoints tell it by its sk_drops, or the drop's rx_sk.
+    /// </summary>
+    [Fact]
+    public void OneMemberOfAReuseportGroupOverflowsAlone()
+    {
+        using var veth = new VethPair();
+        using var pipeline = new KernelPipeline();
+        var plan = pipeline.Plan.Single(p => p.Hook == Hooks.ListenOverflow);
+        Assert.True(plan.Mode is not null, $"hook listen_overflow is not attached on {KernelPipeline.KernelUnderTest.Release}: {plan.Why}");
+        using var full = VethPair.In(veth.NamespaceA, () => ReuseportListen(0, backlog: 1));
+        int port = full.Port();
+        using var open = VethPair.In(veth.NamespaceA, () => ReuseportListen(port, backlog: 128));
+        using var stop = new CancellationTokenSource();
+        var accepting = new Thread(() =>
+        {
+            var taken = new List<Socket>();
+            open.Blocking = false;
+            while (!stop.IsCancellationRequested)
+            {
+                if (TryAccept(open) is { } s)
+                    taken.Add(s);
+                else
+                    Thread.Sleep(1);
+            }
+            taken.ForEach(s => s.Dispose());
+        });
+        accepting.Start();
+        // Forty SYNs, spread by the hash; closed before the first retransmission (1 s), so each
+        // one to the full member overflows it once.
+        var clients = Enumerable.Range(0, 40).Select(_ => VethPair.In(veth.NamespaceB, () => Connect(port, blocking: false))).ToList();
+        Thread.Sleep(500);
+        clients.ForEach(c => c.Dispose());
+        Thread.Sleep(300);
+
+        string netns = Inode(veth.NamespaceA);
+        long kernel = 0;
+        Dictionary<string, ListenerSeries> seen = [];
+        Eventually.True(() =>
+        {
+            kernel = TcpExt(veth.NamespaceA, "ListenOverflows");
+            seen = pipeline.ScrapeListeners(netns, port);
+            return seen.Count == 2 && kernel == TcpExt(veth.NamespaceA, "ListenOverflows") && seen[$"{VethPair.AddressA}#0"].Overflows == kernel;
+        }, "the full member's overflows to match ListenOverflows");
+        output.WriteLine($"mode {plan.Mode?.Name()}: kernel ListenOverflows {kernel}; {string.Join("; ", seen.Select(l => $"{l.Key}: {l.Value}"))}");
+        Assert.InRange(kernel, 1, 40);
+        Assert.Equal(kernel, seen[$"{VethPair.AddressA}#0"].Overflows);
+        Assert.Equal(0, seen[$"{VethPair.AddressA}#1"].Overflows);
+        Assert.Equal(0, TcpExt(veth.NamespaceA, "TCPReqQFullDrop"));
+        stop.Cancel();
+        accepting.Join();
+    }
+
+    /// <summary>
+    /// Two listeners on one port, on two addresses of one namespace (its address and
+    /// 127.0.0.1): two series, "address#0" each, with each one's own accepts; closing one
+    /// leaves the other's as it was.
+    /// </summary>
+    [Fact]
+    public void ListenersOnTwoAddressesOfOnePortAreApart()
+    {
+        using var veth = new VethPair();
+        Command.Output("ip", "-n", veth.NamespaceA, "link", "set", "lo", "up");
+        using var pipeline = new KernelPipeline();
+        using var outer = VethPair.In(veth.NamespaceA, () => Listen(8));
+        int port = outer.Port();
+        var inner = VethPair.In(veth.NamespaceA, () =>
+        {
+            var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            s.Bind(new IPEndPoint(IPAddress.Loopback, port));
+            s.Listen(8);
+            return s;
+        });
+        var clients = new List<Socket>();
+        for (int i = 0; i < 3; i++)
+            clients.Add(VethPair.In(veth.NamespaceB, () => Connect(port, blocking: true)));
+        clients.Add(VethPair.In(veth.NamespaceA, () =>
+        {
+            var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
+            s.Connect(new IPEndPoint(IPAddress.Loopback, port));
+            return s;
+        }));
+        var accepted = Enumerable.Range(0, 3).Select(_ => outer.Accept()).Append(inner.Accept()).ToList();
+
+        string netns = Inode(veth.NamespaceA);
+        var seen = pipeline.SettleListeners(netns, port, 4);
+        Assert.Equal([($"{VethPair.AddressA}#0", 3L), ("127.0.0.1#0", 1L)], seen.OrderBy(l => l.Key, StringComparer.Ordinal).Select(l => (l.Key, l.Value.Accepts ?? 0)));
+        inner.Dispose();
+        Eventually.True(() => pipeline.ScrapeListeners(netns, port).Count == 1, "the closed listener's series to go", TimeSpan.FromSeconds(10));
+        Assert.Equal(seen[$"{VethPair.AddressA}#0"], pipeline.ScrapeListeners(netns, port)[$"{VethPair.AddressA}#0"]);
+        accepted.Concat(clients).ToList().ForEach(s => s.Dispose());
     }
 
     private static Socket Listen(int backlog)
@@ -398,13 +499,13 @@ public sealed class ListenQueueTests(ITestOutputHelper output)
         return s;
     }
 
-    private static Socket ReuseportListen(int port)
+    private static Socket ReuseportListen(int port, int backlog = 64)
     {
         const int SolSocket = 1, SoReuseport = 15;
         var s = new Socket(AddressFamily.InterNetwork, SocketType.Stream, ProtocolType.Tcp);
         s.SetRawSocketOption(SolSocket, SoReuseport, BitConverter.GetBytes(1));
         s.Bind(new IPEndPoint(VethPair.AddressA, port));
-        s.Listen(64);
+        s.Listen(backlog);
         return s;
     }
 

@@ -40,12 +40,12 @@ public sealed class PrivilegeDropTests
         Loopback.ConnectAndAcceptAfter(listener, n, TimeSpan.FromMilliseconds(5));
         Loopback.AcceptWouldBlock(listener, eagain);
 
-        Eventually.True(() => agent.Scrape().Sum("socktrace_accept_errors_total", ("port", port)) >= eagain, "the accepts on /metrics");
+        Eventually.True(() => agent.Scrape().Sum("socktrace_accepts_total", ("port", port)) >= n, "the accepts on /metrics");
         Thread.Sleep(200);
         var samples = agent.Scrape();
         Assert.Equal(n, samples.Sum("socktrace_accepts_total", ("port", port), ("peer", "loopback")));
         Assert.Equal(eagain, samples.Sum("socktrace_accept_errors_total", ("port", port), ("errno", "eagain")));
-        Assert.Equal(n + eagain, samples.Sum("socktrace_accept_duration_seconds_count", ("port", port)));
+        Assert.Equal(n, samples.Sum("socktrace_accept_duration_seconds_count", ("port", port)));
         // The listener table (a hash map) read at scrape time: this listener's backlog.
         string netns = new FileInfo($"/proc/self/ns/net").LinkTarget!.Split('[', ']')[1];
         var limits = samples.Where(s => s.Name == "socktrace_listen_queue_limit" && s.Labels["port"] == port).ToList();
@@ -57,7 +57,7 @@ public sealed class PrivilegeDropTests
             var s = agent.Scrape();
             return s.Sum("socktrace_records_produced_total") == s.Sum("socktrace_events_total") + s.Sum("socktrace_ringbuf_drops_total");
         }, "records produced = events + drops");
-        Assert.True(samples.Sum("socktrace_records_produced_total") >= n + eagain);
+        Assert.True(samples.Sum("socktrace_records_produced_total") >= n);
         // The per-CPU rx map: n connections and their handshakes crossed lo.
         Assert.True(samples.Sum("socktrace_rx_packets_total", ("path", "loopback"), ("device", "lo")) >= lo + 3 * n);
     }

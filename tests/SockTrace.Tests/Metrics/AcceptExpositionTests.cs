@@ -26,14 +26,16 @@ public sealed class AcceptExpositionTests : IDisposable
     public void TextFormatIsExactWithCumulativeBucketsAndEscapedLabels()
     {
         var metrics = Metrics(TimeSpan.Zero);
-        // 3 us and 40 us durations; a 20 us queue wait; one EAGAIN. The comm needs escaping.
+        // 3 us and 40 us durations; a 20 us queue wait; one EAGAIN, counted but not timed. The
+        // comm needs escaping.
         metrics.OnAccept(Record(ret: 7, comm: "we\"b\\1", enter: 1_000_000, exit: 1_003_000, established: 983_000));
-        metrics.OnAccept(Record(ret: -11, comm: "we\"b\\1", enter: 10_000, exit: 50_000));
+        metrics.OnAccept(Record(ret: 8, comm: "we\"b\\1", enter: 10_000, exit: 50_000));
+        metrics.OnAccept(Record(ret: -11, comm: "we\"b\\1", enter: 60_000, exit: 61_000));
 
         string[] lines = Exposition.Text(metrics, openMetrics: false).Split('\n');
 
         Assert.Equal("# TYPE socktrace_accepts_total counter", lines[0]);
-        Assert.Equal("socktrace_accepts_total{otel_scope_name=\"SockTrace\",comm=\"we\\\"b\\\\1\",peer=\"loopback\",port=\"8080\"} 1", lines[2]);
+        Assert.Equal("socktrace_accepts_total{otel_scope_name=\"SockTrace\",comm=\"we\\\"b\\\\1\",peer=\"loopback\",port=\"8080\"} 2", lines[2]);
         Assert.Equal("socktrace_accept_errors_total{otel_scope_name=\"SockTrace\",comm=\"we\\\"b\\\\1\",errno=\"eagain\",port=\"8080\"} 1", lines[5]);
         var samples = PrometheusText.Parse(string.Join('\n', lines));
         double Bucket(string name, string le) => samples.Sum(name + "_bucket", ("le", le));
@@ -43,6 +45,36 @@ public sealed class AcceptExpositionTests : IDisposable
         Assert.Equal([0, 1, 1], new[] { "1e-05", "2.5e-05", "+Inf" }.Select(le => Bucket("socktrace_accept_queue_wait_seconds", le)));
         Assert.Equal(1, samples.Sum("socktrace_accept_queue_wait_seconds_count"));
         Assert.Equal(SockTraceMeter.LatencyBuckets.Count + 3, samples.Count(s => s.Name.StartsWith("socktrace_accept_duration_seconds", StringComparison.Ordinal)));
+    }
+
+    /// <summary>The kernel's own counts of failed calls (st_accept_errors), added at each scrape
+    /// as their rise; a key unchanged for a minute is deleted in the kernel and, should it come
+    /// back, counts on from the series' total.</summary>
+    [Fact]
+    public void KernelErrorCountsAddTheirRiseAndIdleKeysAreDeleted()
+    {
+        var metrics = Metrics(TimeSpan.Zero);
+        var key = new SockTrace.Agent.Events.AcceptErrorKey { ListenPort = 9090, Errno = 11 };
+        "poller"u8.CopyTo(key.Comm);
+        var kernel = new List<(SockTrace.Agent.Events.AcceptErrorKey, ulong)> { (key, 3) };
+        var forgotten = new List<ushort>();
+        metrics.ObserveKernelErrors(() => kernel, k => forgotten.Add(k.ListenPort));
+        double Errors() => PrometheusText.Parse(Exposition.Text(metrics)).Sum("socktrace_accept_errors_total", ("port", "9090"), ("errno", "eagain"), ("comm", "poller"));
+
+        _now = 1 * Second;
+        Assert.Equal(3, Errors());
+        kernel[0] = (key, 5);
+        _now = 2 * Second;
+        Assert.Equal(5, Errors());
+        _now = 2 * Second + (ulong)AcceptMetrics.KernelKeyIdle.Ticks * 100 + 1;
+        Assert.Equal(5, Errors());
+        Assert.Equal([(ushort)9090], forgotten);
+        // Deleted in the kernel: it counts again from zero there.
+        kernel.Clear();
+        Assert.Equal(5, Errors());
+        kernel.Add((key, 2));
+        Assert.Equal(7, Errors());
+        Assert.Equal(0, PrometheusText.Parse(Exposition.Text(metrics)).Sum("socktrace_accept_duration_seconds_count"));
     }
 
     [Fact]

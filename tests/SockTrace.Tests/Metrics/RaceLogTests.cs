@@ -19,6 +19,45 @@ public sealed class RaceLogTests
     private static FdRace Race(string kind, uint pid, int fd = 5) =>
         new(DateTime.UnixEpoch, kind, pid, pid, "srv", fd, kind == "double_close" ? pid + 1 : null, kind == "double_close" ? 0.001 : null);
 
+    /// <summary>Writes nothing until released: a console nobody reads (a full pipe).</summary>
+    private sealed class StuckWriter : TextWriter
+    {
+        public ManualResetEventSlim Released { get; } = new(false);
+        public override System.Text.Encoding Encoding => System.Text.Encoding.UTF8;
+        public override void Write(char value) => Released.Wait();
+        public override void Write(string? value) => Released.Wait();
+        public override void Write(char[] buffer, int index, int count) => Released.Wait();
+    }
+
+    /// <summary>The ring buffer's reader reports races: with the agent's console log set up as
+    /// the agent sets it up, a console that takes nothing must not hold the reporter. The
+    /// logger's queue fills and drops; every report returns.</summary>
+    [Fact]
+    public void AConsoleThatTakesNothingDoesNotHoldTheReporter()
+    {
+        var stuck = new StuckWriter();
+        var console = Console.Out;
+        Console.SetOut(stuck);
+        try
+        {
+            using var factory = LoggerFactory.Create(SockTrace.Agent.Hosting.AgentHost.AddConsole);
+            using var log = new RaceLog(factory.CreateLogger("SockTrace"), flushPeriodically: false);
+            // Distinct processes, so that each race is logged, not summarised.
+            var reporting = new Thread(() =>
+            {
+                for (uint pid = 1; pid <= RaceLog.MaxKeys; pid++)
+                    log.Report(Race("dup2_busy", pid));
+            });
+            reporting.Start();
+            Assert.True(reporting.Join(TimeSpan.FromSeconds(60)), "the reporter waited on the console");
+        }
+        finally
+        {
+            stuck.Released.Set();
+            Console.SetOut(console);
+        }
+    }
+
     [Fact]
     public void TheFirstRaceOfEachKindAndProcessIsLoggedThenAMinutesSummary()
     {

@@ -80,18 +80,6 @@ public sealed class RxMetricsTests : IDisposable
         Assert.Equal([("loopback", "lo")], Scrape(_packets).Keys);
     }
 
-    [Fact]
-    public void PerCpuCopiesAddUpAndTheNameComesFromTheCpuThatAddedTheDevice()
-    {
-        var first = new RxValue { Packets = 3, Bytes = 300, Path = RxPaths.Virtual };
-        "veth-a"u8.CopyTo(first.Name);
-        var other = new RxValue { Packets = 4, Bytes = 400 };
-
-        var device = RxDeviceCounters.Sum(new RxKey { Netns = 5, Ifindex = 3 }, [other, first, other]);
-
-        Assert.Equal((RxPaths.Virtual, "veth-a", 11ul, 1100ul), (device.Path, device.Name, device.Packets, device.Bytes));
-    }
-
     [Theory]
     [InlineData(RxPaths.Loopback, "loopback")]
     [InlineData(RxPaths.Nic, "nic")]

@@ -30,7 +30,7 @@ internal sealed class BlockedAccepts(Process process, int pid, IReadOnlyList<int
 /// <summary>Runs Workloads/fdrace.c, built with the tests (SockTrace.Tests.csproj, target BuildWorkloads).</summary>
 internal static class FdRaceWorkload
 {
-    private static readonly Lazy<string> Binary = new(Locate);
+    private static readonly Lazy<string> Binary = new(() => Locate("fdrace"));
 
     private static int s_runs;
 
@@ -84,10 +84,10 @@ internal static class FdRaceWorkload
         return new BlockedAccepts(p, pid, tids);
     }
 
-    /// <summary>The binary the build put beside the test assembly.</summary>
-    private static string Locate()
+    /// <summary>A workload binary the build put beside the test assembly (Workloads/NAME.c).</summary>
+    internal static string Locate(string name)
     {
-        string binary = Path.Combine(AppContext.BaseDirectory, "workloads", "fdrace");
+        string binary = Path.Combine(AppContext.BaseDirectory, "workloads", name);
         Assert.True(File.Exists(binary), $"{binary} is missing: build the tests (scripts/build.sh)");
         return binary;
     }

@@ -16,18 +16,19 @@ internal sealed class KernelPipeline : IDisposable
     private readonly MetricsHost _metrics;
 
     /// <param name="doubleCloseWindow">The double_close window (the agent's default is 1 s).</param>
-    public KernelPipeline(TimeSpan? doubleCloseWindow = null)
+    /// <param name="olderKernelPaths">The programs take the paths of kernels before 5.11 (no task
+    /// storage, no bpf_rdonly_cast): in-flight state in LRU hash maps, reads by bpf_probe_read_kernel.</param>
+    public KernelPipeline(TimeSpan? doubleCloseWindow = null, bool olderKernelPaths = false)
     {
         Requires.Bpf();
         _metrics = new MetricsHost();
         var meters = _metrics.Meters;
         Races = _metrics.Races.Recent;
-        var decoder = new RecordDecoder(_metrics.Accepts, _metrics.Races);
+        var pipeline = new RecordPipeline(_metrics.Accepts, _metrics.Races);
         Plan = PlanUnderTest();
-        Source = new KernelEventSource(decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), doubleCloseWindow ?? TimeSpan.FromSeconds(1)), NullLogger.Instance);
-        new AgentMetrics(meters).Observe(Source, decoder);
-        new RxMetrics(meters).Observe(Source.RxDevices.Read);
-        new ListenMetrics(meters).Observe(Source.ListenQueues.Read, Source.Probes.Any(p => p.Hook == Hooks.ListenOverflow.Name), Source.ListenQueues.ReadWorkers);
+        Source = new KernelEventSource(pipeline.Decoder, Plan, Kernel.Value, new KernelSourceOptions(1 << 22, TimeSpan.FromMilliseconds(20), doubleCloseWindow ?? TimeSpan.FromSeconds(1),
+            olderKernelPaths ? BpfConfigFlags.None : KernelFeatures.KernelFlags), NullLogger.Instance);
+        pipeline.Observe(Source, new AgentMetrics(meters), new ListenMetrics(meters), new RxMetrics(meters));
         Source.Start();
     }
 
@@ -101,6 +102,14 @@ internal sealed class KernelPipeline : IDisposable
             return (null, null, null);
         var one = Assert.Single(listeners).Value;
         return (one.Overflows, one.Depth, one.Limit);
+    }
+
+    /// <summary><see cref="ScrapeListeners"/> once the listeners' accepts, counted from the
+    /// accept records, add up to <paramref name="accepts"/>.</summary>
+    public Dictionary<string, ListenerSeries> SettleListeners(string netns, int port, long accepts)
+    {
+        Eventually.True(() => ScrapeListeners(netns, port).Values.Sum(l => l.Accepts ?? 0) >= accepts, $"{accepts} accepts of the listeners on port {port}");
+        return ScrapeListeners(netns, port);
     }
 
     /// <summary>Every listener on (netns, port) as a scrape reads it now, by its listener label;

@@ -19,8 +19,10 @@
 //   fdrace epoll N       a healthy event loop: one thread, epoll, non-blocking accept4()
 //                        until EAGAIN, serve, close; a child makes N connections as above.
 //   fdrace closeall N    accepts once, closes every number from 3 to 1023 that is not
-//                        open, then N times forks a child that closes fds 3..1023 and
-//                        exits, as daemons do after fork (one thread each time).
+//                        open, then N times forks a child that accepts once (so that
+//                        its closes are judged: it is an accepting process) and closes
+//                        fds 3..1023 and exits, as daemons do after fork (one thread
+//                        each time).
 //   fdrace block T       T threads block in accept4() for good; prints "blocked TID"
 //                        for each once it sleeps there, then "ready", and waits to be
 //                        killed.
@@ -485,6 +487,7 @@ static void close_all_after_fork(int n)
 		if (child < 0)
 			die("fork");
 		if (child == 0) {
+			accept_one();
 			for (int fd = 3; fd < 1024; fd++)
 				close(fd);
 			_exit(0);
