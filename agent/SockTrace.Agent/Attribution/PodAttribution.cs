@@ -1,4 +1,3 @@
-using k8s;
 using Microsoft.Extensions.Hosting;
 using Microsoft.Extensions.Logging;
 using SockTrace.Agent.Hosting;
@@ -65,7 +64,7 @@ public sealed partial class PodAttributionService(AgentOptions options, PodIndex
             ? name
             : throw new StartupException(ExitCodes.Usage,
                 $"{AgentSettings.Attribution.Flag} {AgentOptions.AttributionKubernetes} needs NODE_NAME (the pod's spec.nodeName through the downward API)");
-        KubernetesClientConfiguration config;
+        KubernetesConfig config;
         try
         {
             config = KubernetesConfig.Load();

@@ -52,6 +52,8 @@ public static class AgentHost
         builder.Services.AddHostedService<Attribution.PodAttributionService>();
         builder.Services.AddHostedService(sp => sp.GetRequiredService<AgentService>());
         builder.Services.AddHostedService<PrivilegeDropService>();
+        // Last: its StartedAsync runs after every other one's.
+        builder.Services.AddHostedService<StartupMemoryRelease>();
         builder.Services.AddOpenTelemetry()
             .ConfigureResource(resource => resource.AddService("socktrace", serviceVersion: typeof(AgentHost).Assembly.GetName().Version?.ToString(3)))
             .WithMetrics(metrics => metrics

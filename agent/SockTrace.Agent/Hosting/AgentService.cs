@@ -42,9 +42,7 @@ public sealed partial class AgentService(
         pipeline.Observe(source, agentMetrics, listenMetrics, options.RxMetrics ? rxMetrics : null, options.RxMetrics ? deliveryMetrics : null);
         source.Start();
         _source = source;
-        // libbpf parsed the kernel's BTF (megabytes) once per object to relocate it, and
-        // freed it; glibc keeps freed pages for reuse that never comes: give them back.
-        Interop.Libc.malloc_trim(0);
+        // What loading the objects left behind (libbpf's parses of the kernel's BTF) is given back by StartupMemoryRelease.
         LogStarted(options.RingBufferBytes, (int)options.PollInterval.TotalMilliseconds);
         return Task.CompletedTask;
     }

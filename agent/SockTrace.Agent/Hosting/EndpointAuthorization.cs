@@ -1,6 +1,5 @@
 using System.Security.Cryptography;
 using System.Text;
-using k8s;
 
 namespace SockTrace.Agent.Hosting;
 
@@ -71,7 +70,7 @@ internal static partial class EndpointAuthorization
         }
     }
 
-    private static KubernetesClientConfiguration ApiServerConfig()
+    private static KubernetesConfig ApiServerConfig()
     {
         try
         {

@@ -1,23 +1,23 @@
 using System.Runtime.CompilerServices;
 using System.Text.Json;
+using System.Net.Http.Headers;
 using System.Text.Json.Serialization.Metadata;
-using k8s;
 
 namespace SockTrace.Agent.Hosting;
 
 /// <summary>
 /// The four API calls the agent makes: list and watch the pods of a node, review a token,
-/// review an access. The client library connects (the server's address, TLS trust, client
-/// certificates, a service account token re-read as it rotates); the requests and their
-/// JSON are made here, with source-generated serializers for only the fields the agent uses
-/// (<see cref="KubernetesJson"/>), which keeps the native build small and free of
-/// reflection.
+/// review an access. <see cref="KubernetesConfig"/> says where and how to connect (the
+/// server's address, TLS trust, client certificate, a service account token re-read as it
+/// rotates); the requests and their JSON are made here, with source-generated serializers
+/// for only the fields the agent uses (<see cref="KubernetesJson"/>), which keeps the native
+/// build small and free of reflection.
 /// </summary>
-public sealed class KubernetesApi(KubernetesClientConfiguration config) : IDisposable
+public sealed class KubernetesApi(KubernetesConfig config) : IDisposable
 {
-    private readonly Kubernetes _client = new(config);
+    private readonly HttpClient _http = new(config.CreateHandler());
 
-    public Uri BaseUri => _client.BaseUri;
+    public Uri BaseUri => config.Server;
 
     public async Task<PodList> ListPodsAsync(string fieldSelector, CancellationToken cancellationToken)
     {
@@ -59,13 +59,13 @@ public sealed class KubernetesApi(KubernetesClientConfiguration config) : IDispo
     /// <see cref="HttpRequestException"/> that names the call and the server's reason.</summary>
     private async Task<HttpResponseMessage> SendAsync(HttpMethod method, string pathAndQuery, string? json, CancellationToken cancellationToken)
     {
-        string baseUri = _client.BaseUri.AbsoluteUri;
+        string baseUri = config.Server.AbsoluteUri;
         using var request = new HttpRequestMessage(method, new Uri(new Uri(baseUri.EndsWith('/') ? baseUri : baseUri + "/"), pathAndQuery));
         if (json is not null)
             request.Content = new StringContent(json, System.Text.Encoding.UTF8, "application/json");
-        if (_client.Credentials is { } credentials)
-            await credentials.ProcessHttpRequestAsync(request, cancellationToken).ConfigureAwait(false);
-        var response = await _client.HttpClient.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
+        if (config.Token is { } token)
+            request.Headers.Authorization = new AuthenticationHeaderValue("Bearer", token.Value);
+        var response = await _http.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, cancellationToken).ConfigureAwait(false);
         if (response.IsSuccessStatusCode)
             return response;
         using (response)
@@ -85,5 +85,5 @@ public sealed class KubernetesApi(KubernetesClientConfiguration config) : IDispo
             ?? throw new JsonException($"{response.RequestMessage?.RequestUri?.AbsolutePath}: an empty answer");
     }
 
-    public void Dispose() => _client.Dispose();
+    public void Dispose() => _http.Dispose();
 }

@@ -1,4 +1,3 @@
-using k8s;
 using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Hosting;
 using SockTrace.Tests.Support;
@@ -65,7 +64,7 @@ public sealed class AttributionCheckTests : IDisposable
         Assert.StartsWith("listing the pods of node-a failed: ", last.Detail);
     }
 
-    private static Func<KubernetesApi> Client(string url) => () => new KubernetesApi(new KubernetesClientConfiguration { Host = url });
+    private static Func<KubernetesApi> Client(string url) => () => new KubernetesApi(new KubernetesConfig(new Uri(url)));
 
     public void Dispose() => _server.Dispose();
 }

@@ -1,4 +1,3 @@
-using k8s;
 using Microsoft.Extensions.Logging.Abstractions;
 using SockTrace.Agent.Attribution;
 using SockTrace.Agent.Hosting;
@@ -28,7 +27,7 @@ public sealed class KubernetesPodWatcherTests : IAsyncDisposable
     public KubernetesPodWatcherTests()
     {
         _server.PodList = FakeKubernetesApi.PodListJson("1000", FakeKubernetesApi.Pod("shop", "web-7d9f8b6c5-x2x4q", WebUid, ("web", $"containerd://{Web}"), ("envoy", $"containerd://{Sidecar}")));
-        var api = new KubernetesApi(new KubernetesClientConfiguration { Host = _server.Url });
+        var api = new KubernetesApi(new KubernetesConfig(new Uri(_server.Url)));
         _watcher = new KubernetesPodWatcher(api, Node, _index, NullLogger.Instance) { RetryDelay = TimeSpan.FromMilliseconds(50) };
         _watching = Task.Run(() => _watcher.RunAsync(_stop.Token));
     }

@@ -110,7 +110,7 @@ public sealed class ContainerCgroupTests(ITestOutputHelper output) : IDisposable
         using var api = new FakeKubernetesApi { PodList = FakeKubernetesApi.PodListJson("1", pod) };
         var pods = new PodIndex();
         using var stop = new CancellationTokenSource();
-        var watcher = new KubernetesPodWatcher(new SockTrace.Agent.Hosting.KubernetesApi(new k8s.KubernetesClientConfiguration { Host = api.Url }), "node-a", pods, NullLogger.Instance);
+        var watcher = new KubernetesPodWatcher(new SockTrace.Agent.Hosting.KubernetesApi(new SockTrace.Agent.Hosting.KubernetesConfig(new Uri(api.Url))), "node-a", pods, NullLogger.Instance);
         var watching = Task.Run(() => watcher.RunAsync(stop.Token));
         Eventually.True(() => api.Watching, "the pod watch");
 
