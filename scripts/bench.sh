@@ -9,7 +9,10 @@
 #   3. the agent's CPU and RSS while idle and at about 10k accepts/s;
 #   4. the managed cost per record (BenchmarkDotNet, tests/SockTrace.Benchmarks);
 #   5. where the in-kernel time goes: each of the agent's BPF programs' runs and run time per
-#      connection of the accept loop (kernel.bpf_stats_enabled, read with bpftool).
+#      connection of the accept loop (kernel.bpf_stats_enabled, read with bpftool);
+#   6. the hot path per operation beside bpftrace and the floor (scripts/bench-hotpath.sh),
+#      and the footprint of the native and managed builds (scripts/bench-footprint.sh),
+#      each printing its own table after this one (SKIP_HOTPATH=1, SKIP_FOOTPRINT=1).
 # Run as root. Knobs (environment): PAIRS (5), SECONDS_ACCEPT (5), SECONDS_SYSCALL (2),
 # SECONDS_DRAIN (5), SECONDS_RATE (30), RATE (10000), WARMUP (60 s before the CPU and RSS
 # measurements), BENCH_OUT (a new temporary folder),
@@ -260,3 +263,12 @@ ${bpf_rows}
 load average before / after: $(awk '{print $(NF-2), $(NF-1), $NF}' "$out/uptime.before") / $(awk '{print $(NF-2), $(NF-1), $NF}' "$out/uptime.after")
 raw lines: $out
 EOF
+
+# 6. The two sections with their own scripts (each prints its table; the build above is theirs).
+if [[ -z ${SKIP_HOTPATH:-} ]]; then
+  SKIP_BUILD=1 BENCH_OUT="$out/hotpath" scripts/bench-hotpath.sh
+fi
+if [[ -z ${SKIP_FOOTPRINT:-} ]]; then
+  [[ -n ${SKIP_BUILD:-} && -x out/socktrace ]] || scripts/publish.sh out >/dev/null
+  SKIP_BUILD=1 BENCH_OUT="$out/footprint" scripts/bench-footprint.sh
+fi
