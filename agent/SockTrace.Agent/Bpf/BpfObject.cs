@@ -86,6 +86,35 @@ internal sealed unsafe class BpfObject : IDisposable
             throw new BpfException("bpf_map__set_max_entries", -err, $"{ObjectName}/{mapName} = {maxEntries}");
     }
 
+    /// <summary>
+    /// Sizes every hash, array and ring buffer map at its smallest, for a load that only asks
+    /// whether the programs verify: the kernel allocates a map's entries when it is created
+    /// (preallocated hashes, LRU free lists, per-CPU values, the ring's pages) and frees them
+    /// after an RCU grace period, which is most of what a probe's load costs, and the verdict
+    /// does not depend on the sizes. Global data (internal maps) and storage maps keep theirs.
+    /// </summary>
+    public void ShrinkMapsForProbe()
+    {
+        EnsureNotLoaded();
+        for (nint map = Interop.Libbpf.bpf_object__next_map(_handle, 0); map != 0; map = Interop.Libbpf.bpf_object__next_map(_handle, map))
+        {
+            if (Interop.Libbpf.bpf_map__is_internal(map))
+                continue;
+            uint entries = Interop.Libbpf.bpf_map__type(map) switch
+            {
+                MapTypeHash or MapTypeArray or MapTypePerCpuHash or MapTypePerCpuArray or MapTypeLruHash or MapTypeLruPerCpuHash => 1u,
+                MapTypeRingBuf => (uint)Environment.SystemPageSize,
+                _ => 0u,
+            };
+            if (entries != 0)
+                Interop.Libbpf.bpf_map__set_max_entries(map, entries);
+        }
+    }
+
+    // enum bpf_map_type (include/uapi/linux/bpf.h)
+    private const uint MapTypeHash = 1, MapTypeArray = 2, MapTypePerCpuHash = 5, MapTypePerCpuArray = 6,
+        MapTypeLruHash = 9, MapTypeLruPerCpuHash = 10, MapTypeRingBuf = 27;
+
     /// <summary>Makes a map one of another type before load: the one kernels without its own
     /// type (task storage before 5.11) create for programs whose use of it is never reached.</summary>
     public void ReplaceMap(string mapName, uint type, uint maxEntries)

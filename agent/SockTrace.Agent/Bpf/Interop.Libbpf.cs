@@ -82,6 +82,16 @@ internal static unsafe partial class Interop
         internal static partial int bpf_map__set_max_entries(nint map, uint maxEntries);
 
         [LibraryImport(Library)]
+        internal static partial nint bpf_object__next_map(BpfObjectHandle obj, nint prev);
+
+        [LibraryImport(Library)]
+        internal static partial uint bpf_map__type(nint map);
+
+        [LibraryImport(Library)]
+        [return: MarshalAs(UnmanagedType.U1)]
+        internal static partial bool bpf_map__is_internal(nint map);
+
+        [LibraryImport(Library)]
         internal static partial void* bpf_map__initial_value(nint map, nuint* size);
 
         [LibraryImport(Library)]

@@ -212,6 +212,7 @@ public sealed partial class KernelFeatures
         failed = null;
         using var obj = BpfObject.OpenEmbedded(BpfObject.Name);
         Prepare(obj, default);
+        obj.ShrinkMapsForProbe();
         var wanted = hooks.SelectMany(h => h.Programs).Select(p => p.Name).ToHashSet();
         foreach (string program in obj.ProgramNames)
             obj.SetAutoload(program, wanted.Contains(program));
