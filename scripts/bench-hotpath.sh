@@ -101,10 +101,12 @@ measure() {
   local line
   if [[ $1 == closes ]]; then
     # Two fifos, not a coproc: a coproc that dies takes its fd variables with it.
-    rm -f "$out/closes.in" "$out/closes.out"; mkfifo "$out/closes.in" "$out/closes.out"
-    "$stload" "$@" <"$out/closes.in" >"$out/closes.out" &
+    # In a local folder: BENCH_OUT may be a guest's 9p share, which has no fifos.
+    local fifos; fifos=$(mktemp -d)
+    mkfifo "$fifos/in" "$fifos/out"
+    "$stload" "$@" <"$fifos/in" >"$fifos/out" &
     local closes_pid=$!
-    exec {to_closes}>"$out/closes.in" {from_closes}<"$out/closes.out"
+    exec {to_closes}>"$fifos/in" {from_closes}<"$fifos/out"
     local opened; read -r opened <&"$from_closes" || { log "stload $* failed"; exit 1; }
     sysctl -qw kernel.bpf_stats_enabled=1
     prog_stats >"$out/s0"
@@ -112,6 +114,7 @@ measure() {
     read -r line <&"$from_closes" || { log "stload $* failed"; exit 1; }
     exec {to_closes}>&- {from_closes}<&-
     wait "$closes_pid"
+    rm -rf "$fifos"
   else
     sysctl -qw kernel.bpf_stats_enabled=1
     prog_stats >"$out/s0"
