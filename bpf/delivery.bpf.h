@@ -193,13 +193,21 @@ static __always_inline __u32 dl_bucket(__u64 ns)
 	return ST_LATENCY_BOUNDS;
 }
 
-/* Every skb handed to the stack: one in DL_SAMPLE_EVERY is this CPU's stamp. */
-static __always_inline void dl_stamp(struct sk_buff *skb)
+/*
+ * Every skb handed to the stack: one in DL_SAMPLE_EVERY is this CPU's stamp. seen is the
+ * count the rx hook just made of the skb's device on this CPU, so that the others leave
+ * before any lookup; 0 when it counted none (devices not counted), and then the stamp's
+ * own counter decides.
+ */
+static __always_inline void dl_stamp(struct sk_buff *skb, __u64 seen)
 {
 	__u32 zero = 0;
-	struct dl_stamp *st = bpf_map_lookup_elem(&st_dl_stamps, &zero);
+	struct dl_stamp *st;
 
-	if (!st || st->seen++ % DL_SAMPLE_EVERY)
+	if (seen && seen % DL_SAMPLE_EVERY != 1)
+		return;
+	st = bpf_map_lookup_elem(&st_dl_stamps, &zero);
+	if (!st || (!seen && st->seen++ % DL_SAMPLE_EVERY))
 		return;
 	st->skb = (__u64)skb;
 	st->head = (__u64)ST_READ(skb, head);

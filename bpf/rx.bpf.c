@@ -69,7 +69,8 @@ static __always_inline void rx_name(const struct st_rx_key *key, struct net_devi
 	bpf_map_update_elem(&st_rx_names, key, &name, BPF_NOEXIST);
 }
 
-static __always_inline void rx_count(struct sk_buff *skb)
+/* This CPU's count of the skb's device after this one; 0 if it counted none. */
+static __always_inline __u64 rx_count(struct sk_buff *skb)
 {
 	struct net_device *dev = ST_READ(skb, dev);
 	struct st_rx_key key;
@@ -78,26 +79,26 @@ static __always_inline void rx_count(struct sk_buff *skb)
 	__u32 len, index;
 
 	if (!dev)
-		return;
+		return 0;
 	len = ST_READ(skb, len);
 	key.ifindex = ST_READ(dev, ifindex);
 	key.netns = ST_READ(dev, nd_net.net, ns.inum);
 	index = st_rx_slot_of(&key);
 	slot = bpf_map_lookup_elem(&st_rx_cache, &index);
 	if (!slot)
-		return;
+		return 0;
 	/* This CPU's copy, and the receive path runs with migration disabled: no atomics. */
 	if (slot->key.ifindex == key.ifindex && slot->key.netns == key.netns) {
 		slot->packets += 1;
 		slot->bytes += len;
-		return;
+		return slot->packets;
 	}
 	if (!slot->key.ifindex) {
 		rx_name(&key, dev);
 		slot->key = key;
 		slot->packets = 1;
 		slot->bytes = len;
-		return;
+		return 1;
 	}
 	v = bpf_map_lookup_elem(&st_rx_devices, &key);
 	if (!v) {
@@ -105,22 +106,25 @@ static __always_inline void rx_count(struct sk_buff *skb)
 		first.packets = 1;
 		first.bytes = len;
 		if (!bpf_map_update_elem(&st_rx_devices, &key, &first, BPF_NOEXIST))
-			return;
+			return 1;
 		/* Another CPU added the device first: count on this CPU's copy. */
 		v = bpf_map_lookup_elem(&st_rx_devices, &key);
 		if (!v)
-			return;
+			return 0;
 	}
 	v->packets += 1;
 	v->bytes += len;
+	return v->packets;
 }
 
 static __always_inline void rx_skb(struct sk_buff *skb)
 {
+	__u64 seen = 0;
+
 	if (st_cfg.flags & ST_CFG_RX_DEVICES)
-		rx_count(skb);
+		seen = rx_count(skb);
 	if (dl_enabled())
-		dl_stamp(skb);
+		dl_stamp(skb, seen);
 }
 
 /* The skbs of a receive list, linked through skb->list. */
