@@ -55,7 +55,9 @@ struct {
 /* Failed accepts by cgroup, listening port, errno and process, per CPU; a count per key.
  * Not LRU, so that a count is never evicted: a key that does not fit is counted in
  * ST_COUNTER_ERRORS_LOST, and the agent deletes the keys that stopped changing (a
- * listener's port can be ephemeral). Not preallocated: memory for the keys in use only. */
+ * listener's port can be ephemeral). Not preallocated: memory for the keys in use only;
+ * before 6.1 the agent preallocates it, as tracing programs then warn (5.10: WARN_ONCE in
+ * check_map_prog_compatibility(), kernel/bpf/verifier.c) or, on PREEMPT_RT, fail to load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
 	__uint(map_flags, BPF_F_NO_PREALLOC);

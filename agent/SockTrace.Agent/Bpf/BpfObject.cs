@@ -115,6 +115,14 @@ internal sealed unsafe class BpfObject : IDisposable
     private const uint MapTypeHash = 1, MapTypeArray = 2, MapTypePerCpuHash = 5, MapTypePerCpuArray = 6,
         MapTypeLruHash = 9, MapTypeLruPerCpuHash = 10, MapTypeRingBuf = 27;
 
+    public void SetMapFlags(string mapName, uint flags)
+    {
+        EnsureNotLoaded();
+        int err = Interop.Libbpf.bpf_map__set_map_flags(FindMap(mapName), flags);
+        if (err < 0)
+            throw new BpfException("bpf_map__set_map_flags", -err, $"{ObjectName}/{mapName} = {flags}");
+    }
+
     /// <summary>Makes a map one of another type before load: the one kernels without its own
     /// type (task storage before 5.11) create for programs whose use of it is never reached.</summary>
     public void ReplaceMap(string mapName, uint type, uint maxEntries)

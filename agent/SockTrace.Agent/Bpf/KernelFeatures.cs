@@ -27,6 +27,10 @@ public sealed partial class KernelFeatures
     private const uint ProgTypeTracepoint = 5;     // BPF_PROG_TYPE_TRACEPOINT
     private const uint HelperTaskPtRegs = 175;     // BPF_FUNC_task_pt_regs
     private const string CastKfunc = "bpf_rdonly_cast";
+    // The BPF memory allocator (kernel/bpf/memalloc.c, 6.1), with which the verifier stopped
+    // warning (WARN_ONCE, a tainted kernel) about tracing programs using hash maps that are
+    // not preallocated, and stopped refusing them on PREEMPT_RT.
+    private const string MemAllocFunction = "bpf_mem_alloc_init";
 
     private KernelFeatures(string tracefs)
     {
@@ -38,8 +42,9 @@ public sealed partial class KernelFeatures
         Kprobes = pmu || events
             ? new(true, pmu ? $"kprobe PMU at {KprobePmu}" : $"{KprobeEvents} (no kprobe PMU)")
             : new(false, $"no kprobe PMU ({KprobePmu}) and no {KprobeEvents}: the kernel is built without CONFIG_KPROBES");
-        _kernelFunctions = KernelFunctionsOf(Hooks.All, CastKfunc);
+        _kernelFunctions = KernelFunctionsOf(Hooks.All, CastKfunc, MemAllocFunction);
         Casts = _kernelFunctions.Contains(CastKfunc);
+        RunTimeAllocatedMaps = _kernelFunctions.Contains(MemAllocFunction);
         unsafe
         {
             LocalStorage = Interop.Libbpf.libbpf_probe_bpf_map_type(MapTypeTaskStorage, null) == 1;
@@ -56,6 +61,10 @@ public sealed partial class KernelFeatures
     /// <summary>bpf_task_pt_regs() (5.15) for tracepoint programs.</summary>
     public bool TaskPtRegs { get; }
 
+    /// <summary>Tracing programs may use hash maps allocated as keys arrive (6.1): before, the
+    /// failed-accept counts are preallocated.</summary>
+    public bool RunTimeAllocatedMaps { get; }
+
     /// <summary>What the programs are told of this kernel (st_config.flags).</summary>
     public BpfConfigFlags Flags => (Casts ? BpfConfigFlags.Casts : 0) | (LocalStorage ? BpfConfigFlags.TaskStorage : 0);
 
@@ -65,13 +74,14 @@ public sealed partial class KernelFeatures
     private const uint MapTypeArray = 2;          // BPF_MAP_TYPE_ARRAY
     private static readonly string[] TaskStorageMaps = ["st_accept_threads", "st_close_tables"];
     private const string AcceptCallsMap = "st_accept_calls";
+    private const string AcceptErrorsMap = "st_accept_errors";
 
     /// <summary>
     /// Configures an opened object for this kernel before it is loaded: the programs learn
     /// what it offers (<paramref name="config"/>'s flags gain <see cref="Flags"/>), a kernel
     /// without task storage gets a one-slot array in place of each task storage map (its
     /// programs never reach them), and one with it a one-slot in-flight hash, which only
-    /// older kernels use.
+    /// older kernels use; before 6.1 the failed-accept counts are preallocated.
     /// </summary>
     /// <param name="features">The kernel features the programs may use (all that it has, unless
     /// a test takes the older kernels' paths here).</param>
@@ -79,6 +89,8 @@ public sealed partial class KernelFeatures
     {
         config.Flags |= Flags & features;
         obj.SetConfig(config);
+        if (!RunTimeAllocatedMaps)
+            obj.SetMapFlags(AcceptErrorsMap, 0);
         if (config.Flags.HasFlag(BpfConfigFlags.TaskStorage))
         {
             obj.SetMaxEntries(AcceptCallsMap, 1);
