@@ -9,7 +9,8 @@
 #   all         every kernel test and scenario
 #   modes       the classes whose programs differ between kprobe and fentry (the accept, dup,
 #               close and fd_install hooks: the other hooks have no kprobe programs, or the same
-#               ones in both modes) and the scenarios
+#               ones in both modes), the io_uring accepts (which the accept hook's kprobe or
+#               fentry programs must not count twice) and the scenarios
 #   core        all but the pod attribution tests (ContainerCgroupTests: user space, the
 #               same on every kernel, run on the host and on one guest)
 #   nodelivery  core but the delivery hook's tests (a kernel without socket storage for
@@ -50,7 +51,7 @@ serial='-- xUnit.ParallelizeTestCollections=false'
 # SOCKTRACE_DIFFERENTIAL_SLACK_MS: a step's thread on the one emulated CPU can wait
 # 200 ms to run (Differential.cs); the scenarios' counts stay exact.
 passes=${SOCKTRACE_VM_PASSES:-kprobe=all fentry=all}
-modes_classes='AcceptPathTests|FdRaceTests|UntrackedCallsTests|BoundedStateTests|HookSelfTestTests|AttachPlanTests|DifferentialTests'
+modes_classes='AcceptPathTests|IoUringAcceptTests|FdRaceTests|UntrackedCallsTests|BoundedStateTests|HookSelfTestTests|AttachPlanTests|DifferentialTests'
 filter_of() {
   case $1 in
     all) echo 'Category=Kernel|Category=Nic' ;;
