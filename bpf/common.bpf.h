@@ -73,11 +73,18 @@ extern void *bpf_rdonly_cast(const void *obj, __u32 btf_id) __ksym __weak;
 			BPF_CORE_READ_INTO(dst, src, a, ##__VA_ARGS__);                      \
 	})
 
-/* The current task, typed where casts work (bpf_get_current_task_btf(), 5.11). */
+/*
+ * The current task, typed where casts work (bpf_get_current_task_btf(), 5.11), and cast
+ * there to an untrusted pointer: for each pointer loaded through a trusted one the verifier
+ * looks up, by name, whether the field is marked trusted (btf_nested_type_is_trusted(),
+ * kernel/bpf/btf.c), a search of the kernel's 100,000-odd BTF types per load and path,
+ * which was milliseconds of each program's load. The loads are the same PROBE_MEM loads
+ * either way, and the cast is one register move (fixup_kfunc_call(), kernel/bpf/verifier.c).
+ */
 static __always_inline struct task_struct *st_current(void)
 {
 	if (st_casts())
-		return bpf_get_current_task_btf();
+		return st_cast(bpf_get_current_task_btf(), struct task_struct);
 	return (struct task_struct *)bpf_get_current_task();
 }
 

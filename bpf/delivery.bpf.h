@@ -292,12 +292,12 @@ static __always_inline void dl_add(void *map, void *key, void *first, __u64 byte
 
 /* A client's pair: received bytes (already counted by path) and what it sent since its
  * last count, under the listener's port and its process. */
-static __always_inline void dl_count_pair(struct sock *sk, struct dl_sock *s, __u64 received)
+static __always_inline void dl_count_pair(struct sock *ro, struct dl_sock *s, __u64 received)
 {
-	struct tcp_sock *tp = st_cast(sk, struct tcp_sock);
+	struct tcp_sock *tp = st_cast(ro, struct tcp_sock);
 	__u64 sent = ST_READ(tp, bytes_sent) - ST_READ(tp, bytes_retrans);
 	__u64 bytes = received + (sent - s->counted_sent);
-	struct st_local_pair_key pair = { .netns = st_netns_of(sk), .port = s->listener_port };
+	struct st_local_pair_key pair = { .netns = st_netns_of(ro), .port = s->listener_port };
 
 	s->counted_sent = sent;
 	if (!bytes)
@@ -312,7 +312,8 @@ static __always_inline void dl_count_pair(struct sock *sk, struct dl_sock *s, __
  * with both addresses set), and at ESTABLISHED its route says whether it is a pair; after
  * that, leaving ESTABLISHED and reaching CLOSE count what it sent since the last count.
  */
-static __always_inline void dl_state(struct sock *sk, int oldstate, int newstate)
+/* sk for the socket storage, ro (its untrusted cast) for the reads. */
+static __always_inline void dl_state(struct sock *sk, struct sock *ro, int oldstate, int newstate)
 {
 	struct dl_sock *s;
 
@@ -322,18 +323,18 @@ static __always_inline void dl_state(struct sock *sk, int oldstate, int newstate
 		__u8 local[16] = {}, remote[16] = {};
 		__u16 family;
 
-		if (!dl_is_tcp(sk))
+		if (!dl_is_tcp(ro))
 			return;
-		family = ST_READ(sk, __sk_common.skc_family);
-		st_local_addr(sk, family, local);
-		st_peer_addr(sk, family, remote);
+		family = ST_READ(ro, __sk_common.skc_family);
+		st_local_addr(ro, family, local);
+		st_peer_addr(ro, family, remote);
 		if (!dl_maybe_loopback(family, local, remote))
 			return;
 		s = bpf_sk_storage_get(&st_dl_socks, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 		if (!s)
 			return;
 		s->role = DL_ROLE_ACTIVE;
-		s->listener_port = bpf_ntohs(ST_READ(sk, __sk_common.skc_dport));
+		s->listener_port = bpf_ntohs(ST_READ(ro, __sk_common.skc_dport));
 		st_process_comm(s->comm);
 		return;
 	}
@@ -353,13 +354,13 @@ static __always_inline void dl_state(struct sock *sk, int oldstate, int newstate
 	if (!s || s->role != DL_ROLE_ACTIVE)
 		return;
 	if (oldstate == TCP_SYN_SENT) {
-		struct dst_entry *dst = st_cast(ST_READ(sk, sk_dst_cache), struct dst_entry);
+		struct dst_entry *dst = st_cast(ST_READ(ro, sk_dst_cache), struct dst_entry);
 
 		s->loopback = newstate == TCP_ESTABLISHED && dst && st_rx_path(ST_READ(dst, dev)) == ST_RX_PATH_LOOPBACK;
 		return;
 	}
 	if (s->loopback)
-		dl_count_pair(sk, s, 0);
+		dl_count_pair(ro, s, 0);
 }
 
 #endif

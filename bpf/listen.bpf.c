@@ -255,13 +255,13 @@ int BPF_KPROBE(st_kp_tcp_v6_syn_recv_sock, struct sock *sk, struct sk_buff *skb)
 SEC("tp_btf/kfree_skb")
 int BPF_PROG(st_tp_btf_kfree_skb, struct sk_buff *skb, void *location, enum skb_drop_reason reason, struct sock *rx_sk)
 {
-	listener_dropped(rx_sk, reason);
+	listener_dropped(st_cast(rx_sk, struct sock), reason);
 	return 0;
 }
 
 SEC("tp_btf/consume_skb")
 int BPF_PROG(st_tp_btf_consume_skb, struct sk_buff *skb)
 {
-	skb_consumed(skb);
+	skb_consumed(st_cast(skb, struct sk_buff));
 	return 0;
 }

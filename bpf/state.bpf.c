@@ -79,19 +79,23 @@ static __always_inline void client_established(struct sock *sk)
 	st_submit(rec);
 }
 
+/* sk is the program's argument, trusted, which socket storage needs; the rest reads through
+ * an untrusted cast of it (st_current(), common.bpf.h, says why). */
 static __always_inline void state_change(struct sock *sk, int oldstate, int newstate)
 {
+	struct sock *ro = st_cast(sk, struct sock);
+
 	if (newstate == TCP_ESTABLISHED) {
 		if (oldstate == TCP_SYN_RECV)
-			child_established(sk);
+			child_established(ro);
 		else if (oldstate == TCP_SYN_SENT)
-			client_established(sk);
+			client_established(ro);
 	} else if (newstate == TCP_LISTEN) {
-		st_listen_started(sk);
+		st_listen_started(ro);
 	} else if (oldstate == TCP_LISTEN && newstate == TCP_CLOSE) {
-		st_listen_forget(sk);
+		st_listen_forget(ro);
 	}
-	dl_state(sk, oldstate, newstate);
+	dl_state(sk, ro, oldstate, newstate);
 }
 
 /* ---- hook "sock_established": every TCP state change ---- */
