@@ -17,7 +17,7 @@ public sealed class PrivilegeDropTests
     {
         Requires.Bpf();
         using var agent = AgentProcess.StartObserving(build, "--poll-interval-ms", "20");
-        Eventually.True(() => agent.Stdout.Contains("Dropped every capability", StringComparison.Ordinal), "the drop in the log");
+        Eventually.True(() => agent.Logged("Dropped every capability"), "the drop in the log");
 
         var process = CapabilityDrop.Read($"/proc/{agent.Pid}/status");
         foreach (string set in new[] { "CapEff", "CapPrm", "CapInh", "CapAmb", "CapBnd" })
@@ -67,7 +67,7 @@ public sealed class PrivilegeDropTests
     {
         Requires.Bpf();
         using var agent = AgentProcess.StartObserving("--keep-capabilities");
-        Eventually.True(() => agent.Stdout.Contains("Keeping capabilities", StringComparison.Ordinal), "the log line");
+        Eventually.True(() => agent.Logged("Keeping capabilities"), "the log line");
         ulong mine = CapabilityDrop.Read("/proc/self/status")["CapEff"];
         Assert.Equal(mine, CapabilityDrop.Read($"/proc/{agent.Pid}/status")["CapEff"]);
         Assert.NotEqual(0UL, mine);

@@ -83,6 +83,21 @@ internal sealed class AgentProcess : IDisposable
         return agent;
     }
 
+    /// <summary>Whether the agent's log has <paramref name="text"/>; fails at once, with its
+    /// output, once the agent has exited without it.</summary>
+    public bool Logged(string text)
+    {
+        if (Stdout.Contains(text, StringComparison.Ordinal))
+            return true;
+        if (_process.HasExited)
+        {
+            _process.WaitForExit();
+            if (!Stdout.Contains(text, StringComparison.Ordinal))
+                Assert.Fail($"agent exited with {_process.ExitCode} before logging \"{text}\": {Stderr}\n{Stdout}");
+        }
+        return Stdout.Contains(text, StringComparison.Ordinal);
+    }
+
     public bool Healthy()
     {
         if (_process.HasExited)
