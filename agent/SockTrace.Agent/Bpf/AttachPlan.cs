@@ -17,8 +17,10 @@ public static class AttachPlan
     /// </summary>
     public static IReadOnlyList<HookPlan> For(KernelFeatures kernel, string requested, IEnumerable<Hook>? hooks = null)
     {
+        var planned = (hooks ?? Hooks.All).ToList();
+        kernel.LoadSideBySide(planned);
         var plan = new List<HookPlan>();
-        foreach (var hook in hooks ?? Hooks.All)
+        foreach (var hook in planned)
         {
             if (hook == Hooks.AcceptIoUring && plan.Any(p => p.Hook == Hooks.Accept && p.Programs.Any(q => q.Unless == Hooks.DoAccept)))
             {

@@ -118,6 +118,16 @@ internal static unsafe partial class Interop
         [LibraryImport(Library)]
         internal static partial int bpf_map_get_next_key(int fd, void* key, void* nextKey);
 
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8, SetLastError = true)]
+        internal static partial nint btf__parse(string path, nint* btfExt);
+
+        /// <summary>The id of the type of that name and kind; a negative errno (-ENOENT) when there is none.</summary>
+        [LibraryImport(Library, StringMarshalling = StringMarshalling.Utf8)]
+        internal static partial int btf__find_by_name_kind(nint btf, string name, uint kind);
+
+        [LibraryImport(Library)]
+        internal static partial void btf__free(nint btf);
+
         [LibraryImport(Library)]
         internal static partial int libbpf_num_possible_cpus();
 

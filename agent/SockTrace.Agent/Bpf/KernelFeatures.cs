@@ -8,8 +8,9 @@ public readonly record struct Support(bool Available, string Detail);
 
 /// <summary>
 /// What the running kernel allows, measured rather than guessed from its version: the
-/// kprobe PMU and kprobe_events are looked up, each kernel function is looked up in
-/// kallsyms, each tracepoint in tracefs, and fentry is tried by loading the programs.
+/// kprobe PMU and kprobe_events are looked up, each kernel function where its mode looks it
+/// up (<see cref="KernelFunctions"/>), each tracepoint in tracefs, and fentry is tried by
+/// loading the programs.
 /// </summary>
 public sealed partial class KernelFeatures
 {
@@ -17,7 +18,8 @@ public sealed partial class KernelFeatures
     private const int Eperm = 1;
     private readonly Dictionary<(Hook, AttachMode), Support> _cache = [];
     private readonly Dictionary<(Hook, AttachMode), Support> _loaded = [];
-    private readonly HashSet<string> _kernelFunctions;
+    private readonly HashSet<string> _btfFunctions;
+    private readonly Lazy<HashSet<string>> _kallsymsFunctions;
     /// <summary>Set when the kernel refused a tracing program with EPERM: lockdown or an LSM
     /// refuses the program type, for every hook alike, so the other hooks are not loaded to
     /// hear it again (each load parses the kernel's BTF: tens of milliseconds of start-up).</summary>
@@ -42,9 +44,11 @@ public sealed partial class KernelFeatures
         Kprobes = pmu || events
             ? new(true, pmu ? $"kprobe PMU at {KprobePmu}" : $"{KprobeEvents} (no kprobe PMU)")
             : new(false, $"no kprobe PMU ({KprobePmu}) and no {KprobeEvents}: the kernel is built without CONFIG_KPROBES");
-        _kernelFunctions = KernelFunctionsOf(Hooks.All, CastKfunc, MemAllocFunction);
-        Casts = _kernelFunctions.Contains(CastKfunc);
-        RunTimeAllocatedMaps = _kernelFunctions.Contains(MemAllocFunction);
+        var wanted = WantedFunctions;
+        _btfFunctions = KernelFunctions.InBtf(wanted);
+        _kallsymsFunctions = new(() => KernelFunctions.InKallsyms(wanted));
+        Casts = _btfFunctions.Contains(CastKfunc);
+        RunTimeAllocatedMaps = _btfFunctions.Contains(MemAllocFunction);
         unsafe
         {
             LocalStorage = Interop.Libbpf.libbpf_probe_bpf_map_type(MapTypeTaskStorage, null) == 1;
@@ -118,31 +122,81 @@ public sealed partial class KernelFeatures
             _cache[(hook, mode)] = new(false, why);
     }
 
+    /// <summary>Not measured under the lock: <see cref="LoadSideBySide"/> loads two modes at once.</summary>
     public Support Supports(Hook hook, AttachMode mode)
     {
         lock (_cache)
         {
-            if (!_cache.TryGetValue((hook, mode), out var support))
-                _cache[(hook, mode)] = support = Measure(hook, mode);
-            return support;
+            if (_cache.TryGetValue((hook, mode), out var known))
+                return known;
         }
+        var support = Measure(hook, mode);
+        lock (_cache)
+            return _cache.TryAdd((hook, mode), support) ? support : _cache[(hook, mode)];
+    }
+
+    /// <summary>
+    /// Loads, side by side, the objects that planning <paramref name="hooks"/> will load one
+    /// after the other: all hooks' fentry programs, and the tracepoint programs that must be
+    /// loaded to be known. Neither depends on the other, and each is tens of milliseconds
+    /// before the first scrape (BENCHMARKS.md, "Footprint"). Where kprobes exist, kallsyms is
+    /// read beside them.
+    /// </summary>
+    public void LoadSideBySide(IEnumerable<Hook> hooks)
+    {
+        var work = new List<Action>();
+        foreach (var mode in new[] { AttachMode.Fentry, AttachMode.Tracepoint })
+        {
+            if (hooks.FirstOrDefault(h => IsLoadCandidate(h, mode)) is { } hook)
+                work.Add(() => Loaded(hook, mode, ProgramsFor(hook, mode)));
+        }
+        if (Kprobes.Available && hooks.Any(h => h.Programs.ContainsKey(AttachMode.Kprobe)))
+            work.Add(() => _ = _kallsymsFunctions.Value);
+        if (work.Count < 2)
+            return;
+        var others = work.Skip(1).Select(Task.Run).ToArray();
+        work[0]();
+        Task.WaitAll(others);
+    }
+
+    /// <summary>Whether /proc/kallsyms was read (only where kprobes exist).</summary>
+    internal bool ReadKallsyms => _kallsymsFunctions.IsValueCreated;
+
+    /// <summary>Every kernel function the hooks name, and the kfuncs and functions that tell
+    /// this kernel's features.</summary>
+    internal static IReadOnlySet<string> WantedFunctions => FunctionsOf(Hooks.All, CastKfunc, MemAllocFunction);
+
+    private HashSet<string> Functions(AttachMode mode) => mode == AttachMode.Kprobe ? _kallsymsFunctions.Value : _btfFunctions;
+
+    /// <summary>Whether <paramref name="hook"/>'s programs of <paramref name="mode"/> go into the
+    /// one object that tells, for every hook, whether they load (<see cref="Loaded"/>).</summary>
+    private bool IsLoadCandidate(Hook hook, AttachMode mode)
+    {
+        if (!hook.Programs.ContainsKey(mode) || (mode == AttachMode.Tracepoint && !hook.LoadProbe) || !Hooks.All.Contains(hook))
+            return false;
+        var programs = ProgramsFor(hook, mode);
+        return programs.Length > 0 && programs.All(p => p.KernelFunction is null || Functions(mode).Contains(p.KernelFunction))
+            && (mode != AttachMode.Tracepoint || programs.All(p => Directory.Exists(Path.Combine(Tracefs, "events", p.Tracepoint!))));
     }
 
     /// <summary>The programs of <paramref name="hook"/> in <paramref name="mode"/> that this
     /// kernel can take: all but the optional ones whose function it does not have.</summary>
-    public HookProgram[] ProgramsFor(Hook hook, AttachMode mode) =>
-        hook.Programs.TryGetValue(mode, out var programs)
-            ? [.. programs.Where(p => (!p.Optional || (p.KernelFunction is { } f ? _kernelFunctions.Contains(f) : Directory.Exists(Path.Combine(Tracefs, "events", p.Tracepoint!))))
-                && (p.When is null || _kernelFunctions.Contains(p.When)) && (p.Unless is null || !_kernelFunctions.Contains(p.Unless)))]
-            : [];
-
-    /// <summary>Whether the kernel has this function (in /proc/kallsyms).</summary>
-    public bool HasFunction(string name) => _kernelFunctions.Contains(name);
+    public HookProgram[] ProgramsFor(Hook hook, AttachMode mode)
+    {
+        if (!hook.Programs.TryGetValue(mode, out var programs))
+            return [];
+        var functions = Functions(mode);
+        return [.. programs.Where(p => (!p.Optional || (p.KernelFunction is { } f ? functions.Contains(f) : Directory.Exists(Path.Combine(Tracefs, "events", p.Tracepoint!))))
+            && (p.When is null || functions.Contains(p.When)) && (p.Unless is null || !functions.Contains(p.Unless)))];
+    }
 
     private Support Measure(Hook hook, AttachMode mode)
     {
         if (!hook.Programs.ContainsKey(mode))
             return new(false, $"hook {hook.Name} has no {mode.Name()} programs");
+        // Before the functions are looked up: without kprobes, /proc/kallsyms is never read.
+        if (mode == AttachMode.Kprobe && !Kprobes.Available)
+            return Kprobes;
         var programs = ProgramsFor(hook, mode);
         var needs = programs.Aggregate(KernelNeeds.None, (all, p) => all | p.Needs);
         if (needs.HasFlag(KernelNeeds.LocalStorage) && !LocalStorage)
@@ -160,13 +214,13 @@ public sealed partial class KernelFeatures
             var loaded = Loaded(hook, mode, programs);
             return loaded.Available ? found : loaded;
         }
-        var absent = programs.Select(p => p.KernelFunction!).Distinct().Where(f => !_kernelFunctions.Contains(f)).ToList();
+        var absent = programs.Select(p => p.KernelFunction!).Distinct().Where(f => !Functions(mode).Contains(f)).ToList();
         if (programs.Length == 0)
             absent = [.. hook.Programs[mode].Select(p => p.KernelFunction!).Distinct()];
         if (absent.Count > 0)
-            return new(false, $"kernel function {string.Join(", ", absent)} not found in /proc/kallsyms (inlined or renamed in {Release})");
+            return new(false, $"kernel function {string.Join(", ", absent)} not found in {(mode == AttachMode.Kprobe ? "/proc/kallsyms" : "the kernel's BTF")} (inlined or renamed in {Release})");
         if (mode == AttachMode.Kprobe)
-            return Kprobes.Available ? new(true, Kprobes.Detail) : Kprobes;
+            return new(true, Kprobes.Detail);
         if (_tracingRefused is { } refused)
             return refused;
         return Loaded(hook, mode, programs);
@@ -181,15 +235,15 @@ public sealed partial class KernelFeatures
     /// </summary>
     private Support Loaded(Hook hook, AttachMode mode, HookProgram[] programs)
     {
-        if (_loaded.TryGetValue((hook, mode), out var known))
-            return known;
+        lock (_loaded)
+        {
+            if (_loaded.TryGetValue((hook, mode), out var known))
+                return known;
+        }
         if (!Hooks.All.Contains(hook))
             return LibbpfLog.Probing(() => TryLoad([(hook, programs)], mode, out _, out _));
-        var pending = Hooks.All.Where(h => h.Programs.ContainsKey(mode) && (mode != AttachMode.Tracepoint || h.LoadProbe))
-            .Select(h => (Hook: h, Programs: ProgramsFor(h, mode)))
-            .Where(c => c.Programs.Length > 0 && c.Programs.All(p => p.KernelFunction is null || _kernelFunctions.Contains(p.KernelFunction))
-                && (mode != AttachMode.Tracepoint || c.Programs.All(p => Directory.Exists(Path.Combine(Tracefs, "events", p.Tracepoint!)))))
-            .ToList();
+        var verdicts = new Dictionary<Hook, Support>();
+        var pending = Hooks.All.Where(h => IsLoadCandidate(h, mode)).Select(h => (Hook: h, Programs: ProgramsFor(h, mode))).ToList();
         if (!pending.Any(c => c.Hook == hook))
             pending.Add((hook, programs));
         while (pending.Count > 0)
@@ -200,7 +254,7 @@ public sealed partial class KernelFeatures
             if (support.Available || errno == Eperm || pending.Count == 1)
             {
                 foreach (var c in pending)
-                    _loaded[(c.Hook, mode)] = support;
+                    verdicts[c.Hook] = support;
                 if (errno == Eperm && mode == AttachMode.Fentry)
                     _tracingRefused = support;
                 break;
@@ -209,10 +263,15 @@ public sealed partial class KernelFeatures
             var culprit = pending.FirstOrDefault(c => c.Programs.Any(p => p.Name == failed));
             if (culprit.Hook is null)
                 culprit = pending[0];
-            _loaded[(culprit.Hook, mode)] = LibbpfLog.Probing(() => TryLoad([culprit], mode, out _, out _));
+            verdicts[culprit.Hook] = LibbpfLog.Probing(() => TryLoad([culprit], mode, out _, out _));
             pending.Remove(culprit);
         }
-        return _loaded.TryGetValue((hook, mode), out var result) ? result : new(false, $"loading {mode.Name()} programs failed");
+        lock (_loaded)
+        {
+            foreach (var (h, verdict) in verdicts)
+                _loaded[(h, mode)] = verdict;
+        }
+        return verdicts.TryGetValue(hook, out var result) ? result : new(false, $"loading {mode.Name()} programs failed");
     }
 
     /// <summary>fentry needs BTF, a JIT with trampolines, and no lockdown or LSM refusing
@@ -243,43 +302,11 @@ public sealed partial class KernelFeatures
         }
     }
 
-    private static HashSet<string> KernelFunctionsOf(IEnumerable<Hook> hooks, params string[] more)
+    private static HashSet<string> FunctionsOf(IEnumerable<Hook> hooks, params string[] more)
     {
         var programs = hooks.SelectMany(h => h.Programs.Values).SelectMany(p => p).ToList();
-        var wanted = programs.Select(p => p.KernelFunction).Concat(programs.Select(p => p.When)).Concat(programs.Select(p => p.Unless))
+        return programs.Select(p => p.KernelFunction).Concat(programs.Select(p => p.When)).Concat(programs.Select(p => p.Unless))
             .OfType<string>().Concat(more).ToHashSet();
-        var lookup = wanted.GetAlternateLookup<ReadOnlySpan<char>>();
-        var found = new HashSet<string>();
-        // One large read at a time: the kernel formats /proc/kallsyms (over 100,000 lines) per
-        // read call, and in 4 KiB reads that took 300 ms of the agent's start-up.
-        using var file = new FileStream("/proc/kallsyms", FileMode.Open, FileAccess.Read, FileShare.ReadWrite, bufferSize: 1 << 20);
-        using var reader = new StreamReader(file, System.Text.Encoding.ASCII, false, 1 << 20);
-        var buffer = new char[1 << 20];
-        int kept = 0, read;
-        while ((read = reader.Read(buffer, kept, buffer.Length - kept)) > 0)
-        {
-            var text = buffer.AsSpan(0, kept + read);
-            int end;
-            while ((end = text.IndexOf('\n')) >= 0)
-            {
-                // "ffffffff81e80410 T __sys_accept4": text symbols are T (global) or t (static).
-                var line = text[..end];
-                text = text[(end + 1)..];
-                int second = line.IndexOf(' ');
-                if (second < 0 || second + 3 >= line.Length || (line[second + 1] | 0x20) != 't')
-                    continue;
-                var name = line[(second + 3)..];
-                // Module symbols end in "\t[module]".
-                int tab = name.IndexOf('\t');
-                if (tab >= 0)
-                    name = name[..tab];
-                if (lookup.TryGetValue(name, out string? match))
-                    found.Add(match);
-            }
-            text.CopyTo(buffer);
-            kept = text.Length;
-        }
-        return found;
     }
 
     /// <summary>libbpf's line for the program that failed ("prog 'NAME': BPF program load failed: ..."

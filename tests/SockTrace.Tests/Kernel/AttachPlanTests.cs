@@ -28,6 +28,33 @@ public sealed class AttachPlanTests
             h => Assert.True(h.Programs.ContainsKey(AttachMode.Kprobe) && h.Programs.ContainsKey(AttachMode.Fentry), $"hook {h.Name} has syscall tracepoints only"));
     }
 
+    /// <summary>
+    /// The agent looks functions up in the kernel's BTF for fentry and in /proc/kallsyms only
+    /// for kprobes (KernelFunctions says why): on every kernel tested the two agree on every
+    /// function the hooks name, so no plan differs for where it looked.
+    /// </summary>
+    [Fact]
+    public void TheKernelsBtfHasTheFunctionsKallsymsHas()
+    {
+        var wanted = KernelFeatures.WantedFunctions;
+        var inBtf = KernelFunctions.InBtf(wanted);
+        var inKallsyms = KernelFunctions.InKallsyms(wanted);
+        Assert.True(inKallsyms.Count > 0, "no function of the hooks found in /proc/kallsyms");
+        Assert.True(inBtf.SetEquals(inKallsyms),
+            $"on {KernelPipeline.KernelUnderTest.Release}: only in BTF: {string.Join(", ", inBtf.Except(inKallsyms))}; only in kallsyms: {string.Join(", ", inKallsyms.Except(inBtf))}");
+    }
+
+    /// <summary>/proc/kallsyms (about 50 ms of the kernel formatting it) is read for planning
+    /// only where kprobes exist.</summary>
+    [Fact]
+    public void KallsymsIsReadOnlyWhereKprobesExist()
+    {
+        var kernel = KernelFeatures.Probe();
+        var plan = AttachPlan.For(kernel, KernelPipeline.AttachModeUnderTest);
+        Assert.Contains(plan, p => p.Mode is not null);
+        Assert.Equal(kernel.Kprobes.Available, kernel.ReadKallsyms);
+    }
+
     /// <summary>Every hook the kernel can take is attached; one it cannot is left out with the
     /// reason, and io_uring's accepts are seen one way or the other: on Debian's 5.10 the
     /// delivery hook (socket storage in tracing programs is 5.11) is left out, saying so.</summary>
