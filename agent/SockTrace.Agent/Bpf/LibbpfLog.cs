@@ -22,8 +22,13 @@ internal static unsafe class LibbpfLog
     public static void Install(ILogger logger)
     {
         s_logger = logger;
-        Interop.Libbpf.libbpf_set_print(&Print);
+        Route();
     }
+
+    /// <summary>Takes libbpf's log from its default (stderr) before a logger exists: until
+    /// <see cref="Install"/>, a line goes only to a <see cref="Capture"/> running on its thread
+    /// (early, the feature probe's loads, whose lines are debug level).</summary>
+    public static void Route() => Interop.Libbpf.libbpf_set_print(&Print);
 
     /// <summary>Runs <paramref name="call"/> and returns what libbpf logged on this thread meanwhile.</summary>
     public static T Capture<T>(Func<T> call, out string log)

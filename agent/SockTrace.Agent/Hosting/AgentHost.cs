@@ -17,6 +17,9 @@ public static class AgentHost
         });
         AddLayers(builder.Configuration, commandLine);
         var options = AgentOptions.From(builder.Configuration);
+        var kernelProbe = new KernelProbe();
+        if (options.Source == AgentOptions.KernelSourceName)
+            kernelProbe.Begin(options.Hooks);
         builder.WebHost.UseUrls(Urls(builder.Configuration[AgentSettings.Urls.ConfigKey], options.Tls));
 
         builder.Logging.ClearProviders();
@@ -26,6 +29,7 @@ public static class AgentHost
         AddConsole(builder.Logging);
 
         builder.Services.AddSingleton(options);
+        builder.Services.AddSingleton(kernelProbe);
         TlsCertificate? certificate = null;
         if (options.Tls)
         {

@@ -18,6 +18,7 @@ public sealed partial class AgentService(
     DeliveryMetrics deliveryMetrics,
     ListenMetrics listenMetrics,
     SeriesLimit seriesLimit,
+    KernelProbe kernelProbe,
     IHostApplicationLifetime lifetime,
     ILoggerFactory loggerFactory) : IHostedService
 {
@@ -34,8 +35,7 @@ public sealed partial class AgentService(
         if (options.Source == AgentOptions.ReferenceSourceName)
             return StartReference(pipeline);
         LibbpfLog.Install(loggerFactory.CreateLogger("SockTrace.Libbpf"));
-        KernelPreflight.Run();
-        var kernel = KernelFeatures.Probe();
+        var kernel = kernelProbe.Result();
         var source = KernelAttach.Start(pipeline.Decoder, kernel, options.AttachMode, options.Hooks, options.KernelSource, _logger,
             port => pipeline.Join.Ignore((uint)Environment.ProcessId, (ushort)port));
         source.Faulted += OnFaulted;
