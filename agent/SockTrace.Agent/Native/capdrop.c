@@ -33,9 +33,15 @@ static atomic_int s_error;         // first errno a handler met
 
 static int drop_this_thread(void)
 {
+    // A thread started by one that has already dropped inherits the dropped sets
+    // (copy_creds(), kernel/cred.c), CAP_SETPCAP gone: PR_CAPBSET_DROP would fail with EPERM
+    // even for a capability already out of its bounding set (cap_prctl_drop() checks
+    // CAP_SETPCAP first, security/commoncap.c), so only what is still there is dropped.
     if (s_drop_bounding) {
         for (int cap = 0; cap <= s_last_cap; cap++) {
-            if (!(s_keep & (1ULL << cap)) && syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0 && errno != EINVAL)
+            if ((s_keep & (1ULL << cap)) || syscall(SYS_prctl, PR_CAPBSET_READ, cap, 0, 0, 0) != 1)
+                continue;
+            if (syscall(SYS_prctl, PR_CAPBSET_DROP, cap, 0, 0, 0) != 0)
                 return errno;
         }
     }

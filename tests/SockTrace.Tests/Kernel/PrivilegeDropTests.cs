@@ -1,3 +1,4 @@
+using System.Diagnostics;
 using System.Globalization;
 using SockTrace.Agent.Hosting;
 using SockTrace.Tests.Support;
@@ -71,6 +72,23 @@ public sealed class PrivilegeDropTests
         ulong mine = CapabilityDrop.Read("/proc/self/status")["CapEff"];
         Assert.Equal(mine, CapabilityDrop.Read($"/proc/{agent.Pid}/status")["CapEff"]);
         Assert.NotEqual(0UL, mine);
+    }
+
+    /// <summary>A thread started by one that has already dropped inherits the dropped sets:
+    /// the broadcast drops what is left and succeeds (it failed with EPERM on it once, when
+    /// the runtime happened to start a thread from one that had already dropped).</summary>
+    [Fact]
+    public void ThreadStartedByADroppedThreadDoesNotFailTheDrop()
+    {
+        Requires.Root();
+        var run = Process.Start(new ProcessStartInfo(FdRaceWorkload.Locate("capinherit")) { RedirectStandardOutput = true, RedirectStandardError = true })!;
+        Assert.True(run.WaitForExit(TimeSpan.FromSeconds(30)), "capinherit did not finish in 30 s");
+        string[] lines = run.StandardOutput.ReadToEnd().Split('\n', StringSplitOptions.RemoveEmptyEntries);
+        Assert.True(run.ExitCode == 0, $"capinherit exited {run.ExitCode}: {run.StandardError.ReadToEnd()}");
+        Assert.Equal("result 0", lines[0]);
+        var threads = lines.Skip(1).ToList();
+        Assert.Equal(3, threads.Count);
+        Assert.All(threads, t => Assert.EndsWith(" 0000000000000000 0000000000000000 0000000000000000", t, StringComparison.Ordinal));
     }
 
     [Theory]
