@@ -23,6 +23,12 @@ internal static unsafe partial class Interop
         [LibraryImport(Library)]
         internal static partial int malloc_trim(nuint pad);
 
+        internal const int M_MMAP_THRESHOLD = -3; // mallopt(3), malloc.h
+
+        /// <summary>mallopt(3): returns 1 on success.</summary>
+        [LibraryImport(Library)]
+        internal static partial int mallopt(int param, int value);
+
         [LibraryImport(Library, SetLastError = true)]
         internal static partial int close(int fd);
 

@@ -19,7 +19,10 @@ public static class AgentHost
         var options = AgentOptions.From(builder.Configuration);
         var kernelProbe = new KernelProbe();
         if (options.Source == AgentOptions.KernelSourceName)
+        {
+            StartupMemoryRelease.FixMallocThresholds();
             kernelProbe.Begin(options.Hooks);
+        }
         builder.WebHost.UseUrls(Urls(builder.Configuration[AgentSettings.Urls.ConfigKey], options.Tls));
 
         builder.Logging.ClearProviders();
