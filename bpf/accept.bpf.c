@@ -5,8 +5,9 @@
  *
  * A successful accept is an event: one ring buffer record with everything the agent needs
  * (the peer, the listener and its queues, the fd reuse gap). A failed one is only counted,
- * per CPU, in st_accept_errors, which the agent reads at scrape time: an EAGAIN poller makes
- * millions of calls a second, and no count is lost to a full ring. How long a connection
+ * per CPU, in st_error_cache or st_accept_errors, which the agent reads at scrape
+ * time: an EAGAIN poller makes millions of calls a second, and no count is lost to a full
+ * ring. How long a connection
  * waited in the queue, and whether its peer is a socket of this host, the agent joins from
  * the records of bpf/state.bpf.c.
  */
@@ -52,7 +53,8 @@ struct {
 	__type(value, struct accept_call);
 } st_accept_calls SEC(".maps");
 
-/* Failed accepts by cgroup, listening port, errno and process, per CPU; a count per key.
+/* Failed accepts by cgroup, listening port, errno and process, per CPU, for the keys whose
+ * slot of st_error_cache (below) another key holds; a count per key.
  * Not LRU, so that a count is never evicted: a key that does not fit is counted in
  * ST_COUNTER_ERRORS_LOST, and the agent deletes the keys that stopped changing (a
  * listener's port can be ephemeral). Not preallocated: memory for the keys in use only;
@@ -66,10 +68,20 @@ struct {
 	__type(value, __u64);
 } st_accept_errors SEC(".maps");
 
+/* The keys in use, each counted with one store in the slot it hashes to (socktrace.h): an
+ * EAGAIN poller's calls cost an inlined array lookup, not a hash lookup (about 60 ns a call
+ * here, scripts/bench-hotpath.sh). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, ST_ACCEPT_ERROR_SLOTS);
+	__type(key, __u32);
+	__type(value, struct st_accept_error_slot);
+} st_error_cache SEC(".maps");
+
 static __always_inline void call_begin(const struct accept_call *call)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct accept_call *c;
+	__u64 id;
 	/*
 	 * int, not long: the verifier turns this helper call into a direct call of the map's
 	 * update op, which returned int until 6.4 (commit d7ba4cc900bf, "bpf: return long from
@@ -95,6 +107,7 @@ static __always_inline void call_begin(const struct accept_call *call)
 		return;
 	}
 	/* BPF_NOEXIST: one map write on the common path, and a left-over entry is seen. */
+	id = bpf_get_current_pid_tgid();
 	err = bpf_map_update_elem(&st_accept_calls, &id, call, BPF_NOEXIST);
 	if (err == -EEXIST) {
 		st_count(ST_COUNTER_RETURN_MISSED);
@@ -107,9 +120,8 @@ static __always_inline void call_begin(const struct accept_call *call)
 /* The call this return ends, into out; its task storage (to update), or NULL. Returns 0
  * when there is none: the call began before the programs were attached, or its entry was
  * evicted from the full LRU map. */
-static __always_inline int call_end(struct accept_call *out, struct accept_call **storage)
+static __always_inline int call_end(__u64 id, struct accept_call *out, struct accept_call **storage)
 {
-	__u64 id = bpf_get_current_pid_tgid();
 	struct accept_call *c;
 
 	*storage = NULL;
@@ -156,12 +168,45 @@ static __always_inline void accept_enter(long listen_fd)
 	accept_enter_file(st_file_at(listen_fd));
 }
 
+/* The cache slot of a key: its four words mixed (Fibonacci hashing). */
+static __always_inline __u32 error_slot_of(const struct st_accept_error_key *key)
+{
+	const __u64 *w = (const __u64 *)key;
+	__u64 h = (((w[0] * 0x9e3779b97f4a7c15ULL) ^ w[1]) * 0x9e3779b97f4a7c15ULL ^ w[2] ^ w[3]) * 0x9e3779b97f4a7c15ULL;
+
+	return (h >> 32) % ST_ACCEPT_ERROR_SLOTS;
+}
+
+static __always_inline int error_key_equal(const struct st_accept_error_key *a, const struct st_accept_error_key *b)
+{
+	const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+
+	return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3];
+}
+
 static __always_inline void count_error(const struct accept_call *call, long err)
 {
 	struct st_accept_error_key key = { .cgroup_id = bpf_get_current_cgroup_id(), .lport = call->lport, .err = err };
+	struct st_accept_error_slot *slot;
 	__u64 one = 1, *count;
+	__u32 index;
 
 	st_process_comm(key.comm);
+	index = error_slot_of(&key);
+	slot = bpf_map_lookup_elem(&st_error_cache, &index);
+	if (slot) {
+		/* This CPU's copy: no atomics. A free slot's key is zero, no key's is (err > 0). */
+		if (error_key_equal(&slot->key, &key)) {
+			slot->count += 1;
+			return;
+		}
+		if (!slot->count) {
+			slot->key = key;
+			barrier(); /* the key before the count */
+			slot->count = 1;
+			return;
+		}
+	}
 	count = bpf_map_lookup_elem(&st_accept_errors, &key);
 	if (count) {
 		/* This CPU's copy: no atomics. */
@@ -218,13 +263,14 @@ static __always_inline void accept_record(const struct accept_call *call, long f
 
 static __always_inline void accept_exit(long ret)
 {
+	__u64 id = bpf_get_current_pid_tgid();
 	struct accept_call call, *storage;
 
-	if (!call_end(&call, &storage)) {
+	if (!call_end(id, &call, &storage)) {
 		st_count(ST_COUNTER_NO_ENTRY);
 		return;
 	}
-	st_self(bpf_get_current_pid_tgid(), ST_SELF_ACCEPT);
+	st_self(id, ST_SELF_ACCEPT);
 	if (!call.inet)
 		return;
 	if (ret < 0) {

@@ -103,6 +103,20 @@ struct st_accept_error_key {
 	char comm[ST_COMM_LEN];
 };
 
+/*
+ * st_error_cache (bpf/accept.bpf.c): per CPU, ST_ACCEPT_ERROR_SLOTS keys counted
+ * with a plain store, each in the slot it hashes to; a key whose slot another holds is
+ * counted in st_accept_errors instead. A slot stays with its first key: its count only
+ * grows, and the agent never writes it. The key is written before the count, so a slot
+ * with a count has its key (the agent reads a slot it has not seen with that key twice).
+ */
+#define ST_ACCEPT_ERROR_SLOTS 256
+
+struct st_accept_error_slot {
+	struct st_accept_error_key key;
+	__u64 count;          /* 0: free */
+};
+
 /* An fd race, reported when it happens. */
 struct st_fd_race_record {
 	struct st_record_header hdr;

@@ -2,25 +2,71 @@ using SockTrace.Agent.Events;
 
 namespace SockTrace.Agent.Bpf;
 
-/// <summary>Reads st_accept_errors (bpf/accept.bpf.c): failed accepts per key, per CPU.</summary>
+/// <summary>
+/// Reads the failed accepts the kernel counts (bpf/accept.bpf.c): per CPU, in the slots of
+/// st_error_cache and, for a key whose slot another holds, in the per-CPU hash
+/// st_accept_errors. A key's count is its slots' and entries' over every CPU.
+/// </summary>
 public sealed unsafe class AcceptErrorTable
 {
+    internal const uint CacheSlots = 256; // ST_ACCEPT_ERROR_SLOTS (RecordLayoutTests)
     private const int ENOENT = 2;
+    private readonly int _cacheFd;
     private readonly int _mapFd;
     private readonly int _cpus;
+    // Each slot's key on each CPU as last read. A slot is claimed once, its key written before
+    // its count; a key not seen there before may be being written, so it counts only once a
+    // second read of the slot gives the same key.
+    private readonly AcceptErrorKey[] _claimed;
+    private readonly HashSet<(ulong, ushort, ushort, ulong, ulong)> _inCache = [];
 
-    public AcceptErrorTable(int mapFd)
+    public AcceptErrorTable(int cacheFd, int mapFd)
     {
-        _mapFd = mapFd;
+        (_cacheFd, _mapFd) = (cacheFd, mapFd);
         _cpus = Interop.Libbpf.libbpf_num_possible_cpus();
         if (_cpus <= 0)
             throw new BpfException("libbpf_num_possible_cpus", -_cpus, "");
+        _claimed = new AcceptErrorKey[CacheSlots * _cpus];
     }
 
     /// <summary>Every key with its count over CPUs.</summary>
     public List<(AcceptErrorKey Key, ulong Count)> Read()
     {
-        var counts = new List<(AcceptErrorKey, ulong)>();
+        lock (_claimed)
+            return ReadLocked();
+    }
+
+    private List<(AcceptErrorKey Key, ulong Count)> ReadLocked()
+    {
+        var totals = new Dictionary<(ulong, ushort, ushort, ulong, ulong), (AcceptErrorKey Key, ulong Count)>();
+        var slots = new AcceptErrorSlot[_cpus];
+        var again = new AcceptErrorSlot[_cpus];
+        fixed (AcceptErrorSlot* v = slots, w = again)
+        {
+            for (uint index = 0; index < CacheSlots; index++)
+            {
+                LookUpSlot(index, v);
+                bool reread = false;
+                for (int cpu = 0; cpu < _cpus; cpu++)
+                {
+                    ref readonly var slot = ref slots[cpu];
+                    if (slot.Count == 0)
+                        continue;
+                    ref var claimed = ref _claimed[index * _cpus + cpu];
+                    if (claimed.Id() != slot.Key.Id())
+                    {
+                        if (!reread)
+                            LookUpSlot(index, w);
+                        reread = true;
+                        if (again[cpu].Key.Id() != slot.Key.Id())
+                            continue; // still being written: counted at the next read
+                        claimed = slot.Key;
+                    }
+                    _inCache.Add(slot.Key.Id());
+                    Add(totals, slot.Key, slot.Count);
+                }
+            }
+        }
         var values = new ulong[_cpus];
         fixed (ulong* v = values)
             BpfMapWalk.Each<AcceptErrorKey>(_mapFd, "st_accept_errors", v, key =>
@@ -28,16 +74,39 @@ public sealed unsafe class AcceptErrorTable
                 ulong sum = 0;
                 foreach (ulong value in values)
                     sum += value;
-                counts.Add((key, sum));
+                Add(totals, key, sum);
             });
-        return counts;
+        return [.. totals.Values];
     }
 
-    /// <summary>Deletes a key that stopped changing (<see cref="Metrics.AcceptMetrics.ObserveKernelErrors"/>).</summary>
-    public void Forget(AcceptErrorKey key)
+    /// <summary>
+    /// Deletes a key that stopped changing (<see cref="Metrics.AcceptMetrics.ObserveKernelErrors"/>)
+    /// from st_accept_errors, unless it also holds a cache slot, which keeps its count for good:
+    /// false then, and the key stays.
+    /// </summary>
+    public bool Forget(AcceptErrorKey key)
     {
+        lock (_claimed)
+            if (_inCache.Contains(key.Id()))
+                return false;
         int err = Interop.Libbpf.bpf_map_delete_elem(_mapFd, &key);
         if (err < 0 && err != -ENOENT)
             throw new BpfException("bpf_map_delete_elem", -err, "st_accept_errors");
+        return true;
+    }
+
+    private void LookUpSlot(uint index, AcceptErrorSlot* values)
+    {
+        // A per-CPU lookup fills one value per possible CPU (40 bytes each: a multiple of 8).
+        int err = Interop.Libbpf.bpf_map_lookup_elem(_cacheFd, &index, values);
+        if (err < 0)
+            throw new BpfException("bpf_map_lookup_elem", -err, "st_error_cache");
+    }
+
+    private static void Add(Dictionary<(ulong, ushort, ushort, ulong, ulong), (AcceptErrorKey Key, ulong Count)> totals, AcceptErrorKey key, ulong count)
+    {
+        var id = key.Id();
+        totals.TryGetValue(id, out var sum);
+        totals[id] = (key, sum.Count + count);
     }
 }

@@ -62,7 +62,7 @@ public sealed partial class KernelEventSource : IEventSource
             RxDevices = new RxDeviceCounters(_object.MapFd("st_rx_cache"), _object.MapFd("st_rx_devices"), _object.MapFd("st_rx_names"));
             Deliveries = new DeliveryCounters(_object.MapFd("st_delivery"), _object.MapFd("st_local_pairs"), _object.MapFd("st_delivery_latency"));
             ListenQueues = new ListenQueueTable(_object.MapFd("st_listen"));
-            AcceptErrors = new AcceptErrorTable(_object.MapFd("st_accept_errors"));
+            AcceptErrors = new AcceptErrorTable(_object.MapFd("st_error_cache"), _object.MapFd("st_accept_errors"));
             _reader = new RingBufferReader(_object.MapFd("st_events"), sink, options.PollInterval);
             _reader.Faulted += ex => Faulted?.Invoke(ex);
         }

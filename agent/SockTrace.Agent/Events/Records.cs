@@ -136,6 +136,21 @@ public struct AcceptErrorKey
     public ushort Errno;
     private uint _pad0;
     public Bytes16 Comm;
+
+    /// <summary>The key's fields as one value, for dictionaries (a struct's own equality reflects).</summary>
+    internal readonly (ulong, ushort, ushort, ulong, ulong) Id()
+    {
+        ReadOnlySpan<byte> comm = Comm;
+        return (CgroupId, ListenPort, Errno, MemoryMarshal.Read<ulong>(comm), MemoryMarshal.Read<ulong>(comm[8..]));
+    }
+}
+
+/// <summary>A slot of st_error_cache: a key and its count on one CPU; count 0: free.</summary>
+[StructLayout(LayoutKind.Sequential)]
+public struct AcceptErrorSlot
+{
+    public AcceptErrorKey Key;
+    public ulong Count;
 }
 
 [StructLayout(LayoutKind.Sequential)]

@@ -43,7 +43,7 @@ public sealed class AcceptMetrics : IAcceptHandler
     private readonly Histogram<double> _queueWait;
     private readonly Histogram<double> _reuseGap;
     private Func<IReadOnlyList<(AcceptErrorKey Key, ulong Count)>>? _readKernelErrors;
-    private Action<AcceptErrorKey>? _forgetKernelError;
+    private Func<AcceptErrorKey, bool>? _forgetKernelError;
     // By the raw key's fields: a struct holding an inline array has no cheap equality of its own.
     private readonly Dictionary<(ulong Cgroup, ushort Port, ushort Errno, ulong Comm0, ulong Comm1), (ulong Count, ulong ChangedNs)> _kernelErrors = [];
     private readonly Lock _kernelErrorsLock = new();
@@ -120,15 +120,16 @@ public sealed class AcceptMetrics : IAcceptHandler
     }
 
     /// <summary>
-    /// Adds the kernel's counts of failed calls (<paramref name="read"/>: every key of
-    /// st_accept_errors with its total over CPUs) at each scrape, as the rise since the last
-    /// one. A key whose count has not moved for <see cref="KernelKeyIdle"/> is deleted from the
-    /// kernel map (<paramref name="forget"/>), so that the map holds the keys in use (listeners
-    /// on ephemeral ports come and go); should it count again, it starts from zero there. Its
+    /// Adds the kernel's counts of failed calls (<paramref name="read"/>: every key with its
+    /// total over CPUs, <see cref="Bpf.AcceptErrorTable"/>) at each scrape, as the rise since the
+    /// last one. A key whose count has not moved for <see cref="KernelKeyIdle"/> is deleted from
+    /// the kernel map (<paramref name="forget"/>, false where the kernel keeps it), so that the
+    /// map holds the keys in use (listeners on ephemeral ports come and go); should it count
+    /// again, it starts from zero there. Its
     /// series idles out as a record's would. A failure counted in the instant between a key's
     /// last read and its deletion is lost with it.
     /// </summary>
-    public void ObserveKernelErrors(Func<IReadOnlyList<(AcceptErrorKey Key, ulong Count)>> read, Action<AcceptErrorKey> forget)
+    public void ObserveKernelErrors(Func<IReadOnlyList<(AcceptErrorKey Key, ulong Count)>> read, Func<AcceptErrorKey, bool> forget)
     {
         _forgetKernelError = forget;
         _readKernelErrors = read;
@@ -164,7 +165,7 @@ public sealed class AcceptMetrics : IAcceptHandler
             foreach (var (key, count) in read())
             {
                 ReadOnlySpan<byte> comm = key.Comm;
-                var id = (key.CgroupId, key.ListenPort, key.Errno, MemoryMarshal.Read<ulong>(comm), MemoryMarshal.Read<ulong>(comm[8..]));
+                var id = key.Id();
                 seen.Add(id);
                 _kernelErrors.TryGetValue(id, out var last);
                 if (count > last.Count)
@@ -172,9 +173,8 @@ public sealed class AcceptMetrics : IAcceptHandler
                     CountFailed(key.ListenPort, comm, key.Errno, key.CgroupId, (long)(count - last.Count), now);
                     _kernelErrors[id] = (count, now);
                 }
-                else if (now - last.ChangedNs > KernelKeyIdleNs)
+                else if (now - last.ChangedNs > KernelKeyIdleNs && (_forgetKernelError?.Invoke(key) ?? true))
                 {
-                    _forgetKernelError?.Invoke(key);
                     _kernelErrors.Remove(id);
                 }
             }

@@ -33,7 +33,7 @@ internal sealed class Aggregation : IDisposable
 
     /// <summary>Failed accepts the kernel counted itself (st_accept_errors), which come in no record.</summary>
     public void KernelErrors(IReadOnlyList<(AcceptErrorKey Key, ulong Count)> counts) =>
-        _accepts.ObserveKernelErrors(() => counts, _ => { });
+        _accepts.ObserveKernelErrors(() => counts, _ => true);
 
     public RecordDecoder Decoder { get; }
 

@@ -52,6 +52,8 @@ public sealed class RecordLayoutTests
         { "st_accept_error_key.lport", typeof(AcceptErrorKey), nameof(AcceptErrorKey.ListenPort) },
         { "st_accept_error_key.err", typeof(AcceptErrorKey), nameof(AcceptErrorKey.Errno) },
         { "st_accept_error_key.comm", typeof(AcceptErrorKey), nameof(AcceptErrorKey.Comm) },
+        { "st_accept_error_slot.key", typeof(AcceptErrorSlot), nameof(AcceptErrorSlot.Key) },
+        { "st_accept_error_slot.count", typeof(AcceptErrorSlot), nameof(AcceptErrorSlot.Count) },
         { "st_fd_race_record.hdr", typeof(FdRaceRecord), nameof(FdRaceRecord.Header) },
         { "st_fd_race_record.pid", typeof(FdRaceRecord), nameof(FdRaceRecord.Pid) },
         { "st_fd_race_record.tid", typeof(FdRaceRecord), nameof(FdRaceRecord.Tid) },
@@ -109,6 +111,7 @@ public sealed class RecordLayoutTests
         { "st_established_record", typeof(EstablishedRecord) },
         { "st_client_record", typeof(ClientRecord) },
         { "st_accept_error_key", typeof(AcceptErrorKey) },
+        { "st_accept_error_slot", typeof(AcceptErrorSlot) },
         { "st_rx_key", typeof(RxKey) },
         { "st_rx_slot", typeof(RxSlot) },
         { "st_rx_count", typeof(RxCount) },
@@ -154,6 +157,7 @@ public sealed class RecordLayoutTests
         Assert.Equal((uint)BpfConfigFlags.Delivery, CLayout.Value["ST_CFG_DELIVERY"]);
         Assert.Equal((uint)BpfConfigFlags.RxDevices, CLayout.Value["ST_CFG_RX_DEVICES"]);
         Assert.Equal(SockTrace.Agent.Bpf.RxDeviceCounters.CacheSlots, CLayout.Value["ST_RX_CACHE_SLOTS"]);
+        Assert.Equal(SockTrace.Agent.Bpf.AcceptErrorTable.CacheSlots, CLayout.Value["ST_ACCEPT_ERROR_SLOTS"]);
         Assert.Equal(RecordTypes.FdRace, CLayout.Value["ST_RECORD_FD_RACE"]);
         Assert.Equal(RaceKinds.Dup2Busy, CLayout.Value["ST_RACE_DUP2_BUSY"]);
         Assert.Equal(RaceKinds.InstallOverwrite, CLayout.Value["ST_RACE_INSTALL_OVERWRITE"]);
@@ -182,7 +186,7 @@ public sealed class RecordLayoutTests
         }
         foreach (var row in Structs)
             lines.Add($"P(\"sizeof {row[0]}\", sizeof(struct {row[0]}));");
-        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_COUNTER_NO_ENTRY", "ST_COUNTER_RETURN_MISSED", "ST_COUNTER_ERRORS_LOST", "ST_COUNTER_URING_FIXED", "ST_SELF_ACCEPT", "ST_SELF_DUP", "ST_SELF_CLOSE", "ST_RECORD_ESTABLISHED", "ST_RECORD_CLIENT", "ST_CFG_CASTS", "ST_CFG_TASK_STORAGE", "ST_CFG_DELIVERY", "ST_CFG_RX_DEVICES", "ST_RX_CACHE_SLOTS", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
+        foreach (string constant in new[] { "ST_RECORD_ACCEPT", "ST_RECORD_TYPE_COUNT", "ST_COUNTER_RINGBUF_DROPS", "ST_COUNTER_PENDING_FULL", "ST_COUNTER_PRODUCED", "ST_COUNTER_NO_ENTRY", "ST_COUNTER_RETURN_MISSED", "ST_COUNTER_ERRORS_LOST", "ST_COUNTER_URING_FIXED", "ST_SELF_ACCEPT", "ST_SELF_DUP", "ST_SELF_CLOSE", "ST_RECORD_ESTABLISHED", "ST_RECORD_CLIENT", "ST_CFG_CASTS", "ST_CFG_TASK_STORAGE", "ST_CFG_DELIVERY", "ST_CFG_RX_DEVICES", "ST_RX_CACHE_SLOTS", "ST_ACCEPT_ERROR_SLOTS", "ST_RECORD_FD_RACE", "ST_RACE_DUP2_BUSY", "ST_RACE_INSTALL_OVERWRITE", "ST_RACE_DOUBLE_CLOSE", "ST_RX_PATH_LOOPBACK", "ST_RX_PATH_NIC", "ST_RX_PATH_VIRTUAL" })
             lines.Add($"P(\"{constant}\", {constant});");
         lines.Add("P(\"offsetof bpf_prog_info.recursion_misses\", offsetof(struct bpf_prog_info, recursion_misses));");
         lines.Add("P(\"sizeof bpf_prog_info\", sizeof(struct bpf_prog_info));");

@@ -1,4 +1,6 @@
 using System.Net.Sockets;
+using SockTrace.Agent.Bpf;
+using SockTrace.Agent.Events;
 using SockTrace.Tests.Support;
 
 namespace SockTrace.Tests.Kernel;
@@ -58,6 +60,45 @@ public sealed class AcceptPathTests
         // Counted in the kernel, not timed: no record.
         Assert.Equal(0, scrape.Sum("socktrace_accept_duration_seconds_count", ("port", p)));
         Assert.Equal(0, scrape.Sum("socktrace_accept_queue_wait_seconds_count", ("port", p)));
+    }
+
+    /// <summary>
+    /// More listeners failing than st_error_cache has slots on every CPU together: the
+    /// keys that find their slot held by another are counted in st_accept_errors, and every
+    /// key's count over both stays exact.
+    /// </summary>
+    [Fact]
+    public void ErrorsOfMoreListenersThanCacheSlotsAreAllCounted()
+    {
+        const int calls = 2;
+        int listeners = (int)AcceptErrorTable.CacheSlots * Interop.Libbpf.libbpf_num_possible_cpus() + 1;
+        using var pipeline = new KernelPipeline();
+        var sockets = Enumerable.Range(0, listeners).Select(_ => Loopback.Listen()).ToList();
+        try
+        {
+            foreach (var listener in sockets)
+                Loopback.AcceptWouldBlock(listener, calls);
+            var ports = sockets.Select(l => (ushort)l.Port()).ToHashSet();
+
+            var counts = pipeline.Source.AcceptErrors.Read().Where(c => ports.Contains(c.Key.ListenPort)).ToList();
+            Assert.Equal(listeners, counts.Count);
+            Assert.All(counts, c => Assert.Equal((ulong)calls, c.Count));
+            Assert.All(counts, c => Assert.Equal(11, (int)c.Key.Errno));
+            Assert.Contains(HashKeys(pipeline.Source.MapFd("st_accept_errors")), ports.Contains);
+        }
+        finally
+        {
+            sockets.ForEach(l => l.Dispose());
+        }
+    }
+
+    private static unsafe List<ushort> HashKeys(int mapFd)
+    {
+        var ports = new List<ushort>();
+        var values = new ulong[Interop.Libbpf.libbpf_num_possible_cpus()];
+        fixed (ulong* v = values)
+            BpfMapWalk.Each<AcceptErrorKey>(mapFd, "st_accept_errors", v, key => ports.Add(key.ListenPort));
+        return ports;
     }
 
     [Fact]

@@ -58,7 +58,7 @@ public sealed class AcceptExpositionTests : IDisposable
         "poller"u8.CopyTo(key.Comm);
         var kernel = new List<(SockTrace.Agent.Events.AcceptErrorKey, ulong)> { (key, 3) };
         var forgotten = new List<ushort>();
-        metrics.ObserveKernelErrors(() => kernel, k => forgotten.Add(k.ListenPort));
+        metrics.ObserveKernelErrors(() => kernel, k => { forgotten.Add(k.ListenPort); return true; });
         double Errors() => PrometheusText.Parse(Exposition.Text(metrics)).Sum("socktrace_accept_errors_total", ("port", "9090"), ("errno", "eagain"), ("comm", "poller"));
 
         _now = 1 * Second;
