@@ -67,15 +67,7 @@ public sealed unsafe class AcceptErrorTable
                 }
             }
         }
-        var values = new ulong[_cpus];
-        fixed (ulong* v = values)
-            BpfMapWalk.Each<AcceptErrorKey>(_mapFd, "st_accept_errors", v, key =>
-            {
-                ulong sum = 0;
-                foreach (ulong value in values)
-                    sum += value;
-                Add(totals, key, sum);
-            });
+        BpfMapWalk.EachSummed<AcceptErrorKey>(_mapFd, "st_accept_errors", _cpus, (key, count) => Add(totals, key, count));
         return [.. totals.Values];
     }
 

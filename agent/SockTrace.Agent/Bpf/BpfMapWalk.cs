@@ -32,4 +32,21 @@ internal static unsafe class BpfMapWalk
             visit(key);
         }
     }
+
+    /// <summary>
+    /// Walks a per-CPU hash whose value is one counter, calling <paramref name="visit"/> with
+    /// each key and its counter summed over the <paramref name="cpus"/> possible CPUs.
+    /// </summary>
+    public static void EachSummed<TKey>(int mapFd, string mapName, int cpus, Action<TKey, ulong> visit) where TKey : unmanaged
+    {
+        var values = new ulong[cpus];
+        fixed (ulong* v = values)
+            Each<TKey>(mapFd, mapName, v, key =>
+            {
+                ulong sum = 0;
+                foreach (ulong value in values)
+                    sum += value;
+                visit(key, sum);
+            });
+    }
 }

@@ -44,15 +44,8 @@ public sealed unsafe class DeliveryCounters
     public List<LocalPair> ReadLocalPairs()
     {
         var result = new List<LocalPair>();
-        var values = new ulong[_cpus];
-        fixed (ulong* v = values)
-            BpfMapWalk.Each<LocalPairKey>(_pairsFd, "st_local_pairs", v, key =>
-            {
-                ulong bytes = 0;
-                foreach (ulong value in values)
-                    bytes += value;
-                result.Add(new LocalPair(key.Netns, key.Port, Metrics.CommLabel.Text(key.Comm), bytes));
-            });
+        BpfMapWalk.EachSummed<LocalPairKey>(_pairsFd, "st_local_pairs", _cpus,
+            (key, bytes) => result.Add(new LocalPair(key.Netns, key.Port, Metrics.CommLabel.Text(key.Comm), bytes)));
         return result;
     }
 
